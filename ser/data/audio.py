@@ -1,0 +1,40 @@
+"""Audio I/O: every clip enters the project through :func:`load_mono`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+
+
+class BadAudio(ValueError):
+    """A file that cannot be used as a training clip (empty, truncated, undecodable...)."""
+
+
+def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
+    """Read ``path`` with soundfile, mix to mono and resample to ``sample_rate``.
+
+    Returns float32 samples in [-1, 1]. Raises :class:`BadAudio` for anything unusable,
+    so that callers can skip the file with a clear message instead of crashing mid-epoch.
+    """
+    try:
+        samples, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for broken headers/payloads
+        raise BadAudio(f"cannot decode ({err.__class__.__name__}: {err})") from err
+    if samples.size == 0:
+        raise BadAudio("no samples")
+    mono = samples.mean(axis=1)
+    if not np.isfinite(mono).all():
+        raise BadAudio("non-finite samples")
+    if native_rate != sample_rate:
+        mono = AF.resample(torch.from_numpy(mono), native_rate, sample_rate).numpy()
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:
+    """Write 16-bit PCM, the format the public corpora are distributed in."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16")

@@ -1,0 +1,100 @@
+"""Decode + resample + mono-mix once; every epoch after that reads one memory-mapped file.
+
+A cache is keyed by the sample rate and every file's path, size and modification time, so
+editing, adding or removing a file builds a new one. The waveforms of all clips sit end to
+end in one float32 file that DataLoader workers memory-map: the OS page cache holds it once
+however many workers read it. Nothing is ever written into the corpus folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.progress import track
+
+from ser.data.audio import BadAudio, load_mono
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def cache_key(paths: list[str], sample_rate: int) -> str:
+    digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}".encode())
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"\n{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()[:16]
+
+
+@dataclass
+class WaveformCache:
+    """Read-only view of a built cache: ``cache[path]`` is that clip's float32 samples."""
+
+    samples: np.ndarray  # memory-mapped, all clips end to end
+    offsets: dict[str, tuple[int, int]]  # path -> (start, length)
+    failed: dict[str, str]  # path -> why it could not be decoded
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.offsets
+
+    def __getitem__(self, path: str) -> np.ndarray:
+        start, length = self.offsets[path]
+        return self.samples[start : start + length]
+
+    def length(self, path: str) -> int:
+        return self.offsets[path][1]
+
+    @classmethod
+    def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
+        """Load the cache for exactly these files, building it first if needed."""
+        base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate)
+        index_file = base.with_suffix(".json")
+        if not index_file.is_file():
+            build(paths, sample_rate, base)
+        index = json.loads(index_file.read_text())
+        total = index["total"]
+        samples = (np.memmap(base.with_suffix(".f32"), dtype=np.float32, mode="r", shape=(total,))
+                   if total else np.zeros(0, np.float32))
+        offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
+        return cls(samples, offsets, index["failed"])
+
+
+def build(paths: list[str], sample_rate: int, base: Path) -> None:
+    """Decode every file (threads: libsndfile and resampling release the GIL) into ``base``."""
+    base.parent.mkdir(parents=True, exist_ok=True)
+    tmp_data = base.with_suffix(f".f32.{os.getpid()}.tmp")
+    clips, failed, offset = [], {}, 0
+
+    def decode(path):
+        try:
+            return load_mono(path, sample_rate), None
+        except BadAudio as err:
+            return None, str(err)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool, \
+            open(tmp_data, "wb") as out:
+        results = pool.map(decode, paths)
+        for path, (samples, error) in track(zip(paths, results), total=len(paths),
+                                            description="Decoding audio into the cache",
+                                            transient=True):
+            if error is not None:
+                failed[path] = error
+                continue
+            out.write(samples.tobytes())
+            clips.append((path, offset, len(samples)))
+            offset += len(samples)
+    # Data first, index last, each renamed into place: a present index means a whole cache.
+    os.replace(tmp_data, base.with_suffix(".f32"))
+    tmp_index = base.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp_index.write_text(json.dumps({"sample_rate": sample_rate, "total": offset,
+                                     "clips": clips, "failed": failed}))
+    os.replace(tmp_index, base.with_suffix(".json"))
+    log.info("Cached %d clips (%.1f min of audio) at %s", len(clips),
+             offset / sample_rate / 60, base.with_suffix(".f32"))

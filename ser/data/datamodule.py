@@ -1,0 +1,229 @@
+"""The one LightningDataModule every corpus reuses.
+
+corpus folder --parser--> clips (path, speaker, emotion) --split--> train/val/test
+             --cache--> mono float32 at ``sample_rate`` --loader--> (waves[B,T], lengths[B], labels[B])
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections import Counter
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ser.data.cache import WaveformCache
+from ser.data.corpora import Clip, Corpus
+from ser.data.emotions import check_emotions
+from ser.data.splits import SPLITS, assign_splits
+
+log = logging.getLogger(__name__)
+
+
+class ClipDataset(Dataset):
+    """Clips of one split, read from the memory-mapped cache, optionally cropped."""
+
+    def __init__(self, cache: WaveformCache, paths: list[str], labels: list[int],
+                 max_samples: int | None, crop: str):
+        self.cache, self.paths, self.labels = cache, paths, labels
+        self.max_samples, self.crop = max_samples, crop
+
+    def __len__(self):
+        return len(self.paths)
+
+    def lengths(self) -> list[int]:
+        n = [self.cache.length(p) for p in self.paths]
+        return [min(x, self.max_samples) for x in n] if self._crops() else n
+
+    def _crops(self) -> bool:
+        return self.max_samples is not None and self.crop != "none"
+
+    def __getitem__(self, i):
+        samples = self.cache[self.paths[i]]
+        if self._crops() and len(samples) > self.max_samples:
+            excess = len(samples) - self.max_samples
+            start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
+            samples = samples[start : start + self.max_samples]
+        return torch.from_numpy(np.array(samples)), self.labels[i]
+
+
+def pad_batch(items):
+    """Zero-pad a list of (waveform, label) to the longest clip; the true lengths travel along."""
+    waves, labels = zip(*items)
+    lengths = torch.tensor([len(w) for w in waves])
+    batch = torch.zeros(len(waves), int(lengths.max()))
+    for row, wave in zip(batch, waves):
+        row[: len(wave)] = wave
+    return batch, lengths, torch.tensor(labels)
+
+
+class BucketSampler(Sampler):
+    """Shuffled batches of similar length: cuts padding (and compute) without a fixed order.
+
+    Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length within
+    each pool, batched, and the batches shuffled again. Yields indices, so Lightning can still
+    wrap it for distributed training.
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int, pool_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.pool = batch_size, seed, pool_batches * batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start : start + self.pool]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        for b in rng.permutation(len(batches)):
+            yield from batches[b].tolist()
+
+
+class SERDataModule(L.LightningDataModule):
+    def __init__(
+        self,
+        corpus: Corpus,
+        root: str | None,
+        emotions: list[str],
+        sample_rate: int = 16000,
+        split: str = "speaker",
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.2,
+        fold: int = 0,
+        num_folds: int = 5,
+        seed: int = 0,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        pin_memory: bool = True,
+        persistent_workers: bool = True,
+        bucket_by_length: bool = True,
+        max_seconds: float | None = None,
+        eval_crop: str = "center",
+        min_samples: int = 2048,
+        cache_dir: str = ".cache",
+    ):
+        super().__init__()
+        self.corpus, self.root = corpus, root
+        self.classes = check_emotions(emotions)
+        self.sample_rate, self.split, self.seed = sample_rate, split, seed
+        self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction,
+                               seed=seed, fold=fold, num_folds=num_folds)
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.loader_args = dict(num_workers=num_workers, pin_memory=pin_memory and torch.cuda.is_available(),
+                                persistent_workers=persistent_workers and num_workers > 0)
+        self.bucket_by_length = bucket_by_length
+        self.max_samples = int(max_seconds * sample_rate) if max_seconds else None
+        if eval_crop not in ("center", "none"):
+            raise ValueError(f"data.eval_crop must be center or none, not {eval_crop!r}")
+        self.eval_crop = eval_crop
+        self.min_samples, self.cache_dir = min_samples, cache_dir
+        self.clips: list[Clip] = []
+        self.assignment: list[str] = []
+        self.datasets: dict[str, ClipDataset] = {}
+
+    # -- preparation -----------------------------------------------------------------------
+    def prepare_data(self):
+        """Runs once per machine: generate (synthetic) data and build the waveform cache."""
+        self.corpus.prepare(self.root)
+        clips = self._scan()
+        WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+
+    def setup(self, stage: str | None = None):
+        if self.datasets:
+            return
+        clips = self._scan()
+        cache = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        self.clips = self._usable(clips, cache)
+        self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
+                                        self.split, **self.split_args)
+        for name in SPLITS:
+            members = [c for c, s in zip(self.clips, self.assignment) if s == name]
+            crop = "random" if name == "train" else self.eval_crop
+            self.datasets[name] = ClipDataset(cache, [c.path for c in members],
+                                              [self.classes.index(c.emotion) for c in members],
+                                              self.max_samples, crop)
+        self._log_summary()
+
+    def _scan(self) -> list[Clip]:
+        clips, skipped = self.corpus.scan(self.root)
+        if skipped:
+            _warn_skipped("file names not in the corpus naming scheme", skipped)
+        return [c for c in clips if c.emotion in self.classes]
+
+    def _usable(self, clips: list[Clip], cache: WaveformCache) -> list[Clip]:
+        """Drop undecodable and too-short clips, listing them by name."""
+        bad = [(c.path, cache.failed[c.path]) for c in clips if c.path in cache.failed]
+        short = [(c.path, f"{cache.length(c.path)} samples, shorter than one analysis window "
+                          f"({self.min_samples})")
+                 for c in clips if c.path in cache and cache.length(c.path) < self.min_samples]
+        if bad:
+            _warn_skipped("unreadable audio", bad)
+        if short:
+            _warn_skipped("clips too short", short)
+        dropped = {p for p, _ in bad + short}
+        return [c for c in clips if c.path not in dropped]
+
+    def _log_summary(self):
+        counts = {name: len(ds) for name, ds in self.datasets.items()}
+        speakers = {name: len({c.speaker for c, s in zip(self.clips, self.assignment) if s == name})
+                    for name in SPLITS}
+        log.info("Split %s: %s clips, %s speakers", self.split, counts, speakers)
+        for name, ds in self.datasets.items():
+            if len(ds) == 0:
+                raise ValueError(f"the {name} split is empty; check data.root and data.emotions")
+
+    # -- loaders ---------------------------------------------------------------------------
+    def train_dataloader(self):
+        ds = self.datasets["train"]
+        if self.bucket_by_length:
+            sampler = BucketSampler(ds.lengths(), self.batch_size, self.seed)
+            return DataLoader(ds, self.batch_size, sampler=sampler, collate_fn=pad_batch,
+                              drop_last=False, **self.loader_args)
+        return DataLoader(ds, self.batch_size, shuffle=True, collate_fn=pad_batch, **self.loader_args)
+
+    def val_dataloader(self):
+        return self._eval_loader("val")
+
+    def test_dataloader(self):
+        return self._eval_loader("test")
+
+    def _eval_loader(self, name):
+        ds = self.datasets[name]
+        # Sorted by length: least padding. Models are padding-invariant, so order is harmless.
+        order = list(np.argsort(ds.lengths(), kind="stable")) if self.bucket_by_length else None
+        return DataLoader(ds, self.eval_batch_size, sampler=order, collate_fn=pad_batch,
+                          **self.loader_args)
+
+    # -- records ---------------------------------------------------------------------------
+    def split_counts(self) -> dict[str, int]:
+        return {f"n_{name}": len(self.datasets[name]) for name in SPLITS}
+
+    def write_split_csv(self, path: str | Path) -> None:
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(["path", "speaker", "emotion", "split"])
+            for clip, split in zip(self.clips, self.assignment):
+                writer.writerow([clip.path, clip.speaker, clip.emotion, split])
+
+
+def _warn_skipped(what: str, skipped: list[tuple[str, str]]) -> None:
+    reasons = Counter(reason for _, reason in skipped)
+    listing = "\n".join(f"  {path}: {reason}" for path, reason in skipped[:50])
+    more = f"\n  ... and {len(skipped) - 50} more" if len(skipped) > 50 else ""
+    log.warning("Skipped %d file(s), %s (%s):\n%s%s", len(skipped), what,
+                ", ".join(f"{n}x {r}" for r, n in reasons.most_common(3)), listing, more)

@@ -1,0 +1,86 @@
+"""The batched front end (waveforms -> log-mel / MFCC) and train-only augmentation.
+
+Both run inside the LightningModule, so they run on the model's device, batched, and are
+saved with the checkpoint. Frames are computed without centre padding so that a frame never
+reads past the end of its clip: the features of a clip are the same alone or zero-padded
+inside a batch, and ``frame_lengths`` says how many frames of each row are real.
+"""
+
+from __future__ import annotations
+
+import torch
+import torchaudio.transforms as T
+from torch import nn
+
+from ser.models.blocks import time_mask
+
+
+class FeatureFrontend(nn.Module):
+    def __init__(self, kind: str = "logmel", sample_rate: int = 16000, n_fft: int = 2048,
+                 hop_length: int = 512, n_mels: int = 128, n_mfcc: int = 40,
+                 f_min: float = 0.0, f_max: float | None = None, normalize: str = "utterance"):
+        super().__init__()
+        if kind not in ("logmel", "mfcc"):
+            raise ValueError(f"features.kind must be logmel or mfcc, not {kind!r}")
+        if normalize not in ("utterance", "none"):
+            raise ValueError(f"features.normalize must be utterance or none, not {normalize!r}")
+        self.kind, self.n_fft, self.hop_length, self.normalize = kind, n_fft, hop_length, normalize
+        mel_args = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
+                        f_min=f_min, f_max=f_max, center=False, power=2.0)
+        if kind == "logmel":
+            self.transform = T.MelSpectrogram(**mel_args)
+            self.num_features = n_mels
+        else:
+            self.transform = T.MFCC(sample_rate=sample_rate, n_mfcc=n_mfcc, log_mels=True,
+                                    melkwargs={k: v for k, v in mel_args.items() if k != "sample_rate"})
+            self.num_features = n_mfcc
+
+    def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        return torch.div(lengths - self.n_fft, self.hop_length, rounding_mode="floor").clamp(min=0) + 1
+
+    @torch.autocast("cuda", enabled=False)  # STFT and log need float32
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """waves[B, T], lengths[B] -> features[B, F, frames], frame_lengths[B]"""
+        waves = waves.float()
+        if waves.shape[-1] < self.n_fft:  # keep one (partly padded) frame for tiny inputs
+            waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
+        feats = self.transform(waves)
+        if self.kind == "logmel":
+            feats = torch.log(feats + 1e-6)  # floor keeps silent clips finite
+        frames = self.frame_lengths(lengths)
+        mask = time_mask(frames, feats.shape[-1]).unsqueeze(1)  # [B, 1, frames]
+        if self.normalize == "utterance":
+            # One mean and std per clip over its real frames: removes recording gain, keeps
+            # the spectral shape and its dynamics, which carry emotion.
+            count = (mask.sum(dim=(1, 2)) * feats.shape[1]).clamp(min=1)
+            mean = (feats * mask).sum(dim=(1, 2)) / count
+            var = (((feats - mean[:, None, None]) * mask) ** 2).sum(dim=(1, 2)) / count
+            feats = (feats - mean[:, None, None]) / (var.sqrt()[:, None, None] + 1e-5)
+        return feats * mask, frames
+
+
+class Augment(nn.Module):
+    """Training-only augmentation on the batch: random gain on the waveform, SpecAugment masks
+    (only inside each clip's real frames)."""
+
+    def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,
+                 num_masks: int = 1, p: float = 0.5):
+        super().__init__()
+        self.gain_db, self.num_masks, self.p = gain_db, num_masks, p
+        self.freq = T.FrequencyMasking(freq_mask, iid_masks=True) if freq_mask > 0 else None
+        self.time = T.TimeMasking(time_mask, iid_masks=True) if time_mask > 0 else None
+
+    def waves(self, waves: torch.Tensor) -> torch.Tensor:
+        if self.gain_db <= 0:
+            return waves
+        gain_db = (torch.rand(waves.shape[0], 1, device=waves.device) * 2 - 1) * self.gain_db
+        return waves * 10 ** (gain_db / 20)
+
+    def features(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        for mask in (self.freq, self.time):
+            if mask is None:
+                continue
+            for _ in range(self.num_masks):
+                apply = torch.rand(feats.shape[0], 1, 1, device=feats.device) < self.p
+                feats = torch.where(apply, mask(feats.unsqueeze(1)).squeeze(1), feats)
+        return feats * time_mask(frames, feats.shape[-1]).unsqueeze(1)

@@ -1,0 +1,1 @@
+"""One file per architecture; each maps ``features[B, F, T], lengths[B] -> logits[B, C]``."""

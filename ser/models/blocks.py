@@ -1,0 +1,117 @@
+"""Building blocks shared by the architectures, all aware of each clip's true length.
+
+Every network maps ``features[B, F, T], lengths[B] -> logits[B, C]``. Padded frames must not
+change a clip's prediction, so convolution stacks re-zero the padding after every block,
+recurrent layers are packed, attention gets key padding masks and pooling only averages
+real frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """[B] lengths -> [B, max_len] float mask, 1 on real frames."""
+    return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).float()
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Mean of ``x`` over its real frames along ``dim`` (the time axis)."""
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = x.shape[0], x.shape[dim]
+    mask = time_mask(lengths, x.shape[dim]).view(shape).to(x.dtype)
+    return (x * mask).sum(dim) / lengths.clamp(min=1).view(-1, *[1] * (x.dim() - 2)).to(x.dtype)
+
+
+def pooled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
+    """Frames left after ``MaxPool(kernel=factor, stride=factor)``; at least one."""
+    return torch.div(lengths, factor, rounding_mode="floor").clamp(min=1)
+
+
+class ConvStack(nn.Module):
+    """Seed 004's CNN front end: four blocks of conv3x3 -> ReLU -> max-pool 2 -> norm, with a
+    1x1 strided residual shortcut from the input added after the second convolution.
+
+    Input [B, 1, F, T] -> output [B, C_last, F/16, T/16]. ``norm="batch"`` is the seed's
+    BatchNorm; ``norm="layer"`` normalises each frame over channels and frequency (the seed's
+    CNN-Transformer used a LayerNorm built inside ``forward`` over the whole map, which both
+    re-initialised every call and mixed in the padding).
+    """
+
+    def __init__(self, in_freq: int, channels=(32, 64, 128, 256), norm: str = "batch",
+                 residual: bool = True):
+        super().__init__()
+        if len(channels) < 2:
+            raise ValueError("the CNN front end needs at least two conv blocks")
+        if norm not in ("batch", "layer"):
+            raise ValueError(f"norm must be batch or layer, not {norm!r}")
+        ins = (1, *channels[:-1])
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in zip(ins, channels))
+        freqs = [in_freq // 2 ** (k + 1) for k in range(len(channels))]
+        if freqs[-1] < 1:
+            raise ValueError(f"{in_freq} frequency bins are too few for {len(channels)} pooling blocks")
+        self.norms = nn.ModuleList(
+            nn.BatchNorm2d(c) if norm == "batch" else FrameLayerNorm(c, f)
+            for c, f in zip(channels, freqs))
+        self.shortcut = nn.Conv2d(1, channels[1], 1, stride=2) if residual else None
+        self.pool = nn.MaxPool2d(2)
+        self.out_channels, self.out_freq = channels[-1], freqs[-1]
+        self.time_factor = 2 ** len(channels)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor):
+        """x[B, 1, F, T], frame lengths[B] -> map[B, C, F', T'], lengths[B]"""
+        min_frames = self.time_factor
+        if x.shape[-1] < min_frames:  # keep at least one frame after all the pooling
+            x = nn.functional.pad(x, (0, min_frames - x.shape[-1]))
+        inputs = x
+        for k, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            x = conv(x)
+            if k == 1 and self.shortcut is not None:
+                x = x + self.shortcut(inputs)[..., : x.shape[-2], : x.shape[-1]]
+            x = self.pool(torch.relu(x))
+            lengths = pooled_lengths(lengths, 2)
+            x = norm(x) * time_mask(lengths, x.shape[-1])[:, None, None, :]
+        return x, lengths
+
+
+class FrameLayerNorm(nn.Module):
+    """LayerNorm over (channels, frequency) of each time frame: padding-independent."""
+
+    def __init__(self, channels: int, freq: int):
+        super().__init__()
+        self.norm = nn.LayerNorm([channels, freq])
+
+    def forward(self, x):  # [B, C, F, T]
+        return self.norm(x.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+
+
+class PositionalEncoding(nn.Module):
+    """Sinusoidal positions added to [B, T, D] tokens."""
+
+    def __init__(self, dim: int, max_len: int = 10000):
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        div = torch.exp(torch.arange(0, dim, 2) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(max_len, dim)
+        pe[:, 0::2] = torch.sin(position * div)
+        pe[:, 1::2] = torch.cos(position * div[: dim // 2])
+        self.register_buffer("pe", pe, persistent=False)
+
+    def forward(self, x):
+        return x + self.pe[: x.shape[1]]
+
+
+def classifier(in_dim: int, hidden: int, num_classes: int, dropout: float = 0.0) -> nn.Sequential:
+    """The seeds' small head: Linear -> ReLU -> Dropout -> Linear."""
+    return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
+                         nn.Linear(hidden, num_classes))
+
+
+def frames_first(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, F, T] conv map -> [B, T, C*F] sequence of frame vectors."""
+    b, c, f, t = x.shape
+    return x.permute(0, 3, 1, 2).reshape(b, t, c * f)

@@ -1,0 +1,130 @@
+"""The one LightningModule: front end + architecture + loss + metrics + optimisation.
+
+Built by ``hydra.utils.instantiate(cfg.model)``. It receives the *configs* of its parts
+(``_recursive_: false``) and builds them itself, so the network can be sized from the
+front end (feature count) and the classes, and so the checkpoint holds plain, safely
+loadable hyper-parameters (no pickled objects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from ser.features import Augment, FeatureFrontend
+from ser.metrics import classification_metrics
+
+CHECKPOINT_FORMAT = 1
+
+
+def plain(value):
+    """OmegaConf containers -> Python dicts/lists (resolved), anything else unchanged."""
+    if isinstance(value, DictConfig) or OmegaConf.is_config(value):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+class SERModule(L.LightningModule):
+    def __init__(
+        self,
+        net: dict,
+        classes: list[str],
+        frontend: dict,
+        optimizer: dict,
+        scheduler: dict | None = None,
+        augment: dict | None = None,
+        compile: bool = False,
+    ):
+        super().__init__()
+        hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
+                                                 optimizer=optimizer, scheduler=scheduler,
+                                                 augment=augment, compile=compile).items()}
+        self.save_hyperparameters(hparams)
+        self.classes = list(hparams["classes"])
+        num_classes = len(self.classes)
+        self.frontend = _build(hparams["frontend"], FeatureFrontend)
+        self.augment = _build(hparams["augment"], Augment) if hparams["augment"] else None
+        self.net = instantiate(hparams["net"], in_features=self.frontend.num_features,
+                               num_classes=num_classes)
+        if compile:
+            self.net = torch.compile(self.net)
+        self.loss = nn.CrossEntropyLoss()
+        self.train_metrics = classification_metrics(num_classes, "train/")
+        self.val_metrics = classification_metrics(num_classes, "val/")
+        self.test_metrics = classification_metrics(num_classes, "test/")
+        self.confusion = MulticlassConfusionMatrix(num_classes)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.hparams.frontend.get("sample_rate", 16000))
+
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """waves[B, T], lengths[B] -> logits[B, num_classes]"""
+        feats, frames = self.frontend(waves, lengths)
+        return self.net(feats, frames)
+
+    def _train_logits(self, waves, lengths):
+        waves = self.augment.waves(waves)
+        feats, frames = self.frontend(waves, lengths)
+        feats = self.augment.features(feats, frames)
+        return self.net(feats, frames)
+
+    def _step(self, batch, split: str):
+        waves, lengths, labels = batch
+        if split == "train" and self.augment is not None:
+            logits = self._train_logits(waves, lengths)
+        else:
+            logits = self(waves, lengths)
+        loss = self.loss(logits, labels)
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(logits.argmax(-1), labels)
+        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split != "test",
+                 batch_size=len(labels), sync_dist=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val",
+                      batch_size=len(labels))
+        if split == "test":
+            self.confusion.update(logits.argmax(-1), labels)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def on_test_epoch_start(self):
+        self.confusion.reset()
+
+    def predict_step(self, batch, batch_idx):
+        waves, lengths = batch[0], batch[1]
+        return self(waves, lengths).softmax(-1)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
+        if not self.hparams.scheduler:
+            return optimizer
+        cfg = dict(self.hparams.scheduler)
+        lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
+        scheduler = instantiate(cfg, optimizer=optimizer)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/uar", **lightning_keys}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Marks the file as ours for ser-predict; everything in it loads with weights_only=True.
+        checkpoint["ser"] = {"format": CHECKPOINT_FORMAT, "classes": self.classes,
+                             "sample_rate": self.sample_rate}
+
+
+def _build(cfg: dict, default_cls):
+    cfg = dict(cfg)
+    target = cfg.pop("_target_", None)
+    return instantiate({"_target_": target, **cfg}) if target else default_cls(**cfg)
