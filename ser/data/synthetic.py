@@ -52,7 +52,7 @@ BANDWIDTHS = np.array([90.0, 110.0, 170.0])
 @dataclass(frozen=True)
 class SyntheticSpec:
     num_speakers: int = 16
-    num_sentences: int = 12
+    num_sentences: int = 10
     seed: int = 0
     sample_rate: int = 16000
     variability: float = 1.0  # scales utterance-to-utterance prosody noise (difficulty)
@@ -123,7 +123,7 @@ def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate
     formants = vowels[syll_index]  # [n_ctl, 3]
 
     # Harmonic source shaped by the formant envelope (evaluated at the control rate).
-    n_harm = int(sample_rate / 2 / (pitch * 0.8))
+    n_harm = int(min(6000, sample_rate / 2) / (pitch * 0.8))  # little energy above 6 kHz
     k = np.arange(1, n_harm + 1)[:, None]
     freq = k * f0_ctl[None, :]
     resonance = sum(1.0 / (1.0 + ((freq - formants[None, :, j]) / (BANDWIDTHS[j] / 2)) ** 2)
@@ -136,7 +136,7 @@ def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate
     noise = rng.normal(0, 1, n)
     aspiration = np.convolve(noise, [1, -0.9], mode="same")  # high-passed breath noise
     env = np.interp(t, tc, env_ctl)
-    speech = env * (voiced / np.sqrt(n_harm) + breath * 3 * aspiration)
+    speech = env * (voiced + 0.4 * breath * aspiration)
     speech *= 10 ** (p["level"] / 20)
 
     snr_db = rng.uniform(15, 35)
@@ -153,7 +153,7 @@ class Synthetic(CremaD):
     name = "synthetic"
     homepage = "the built-in generator (nothing to download)"
 
-    def __init__(self, num_speakers: int = 16, num_sentences: int = 12, seed: int = 0,
+    def __init__(self, num_speakers: int = 16, num_sentences: int = 10, seed: int = 0,
                  sample_rate: int = 16000, variability: float = 1.0):
         if num_speakers < 3:
             raise ValueError("the synthetic corpus needs at least 3 speakers")

@@ -1,0 +1,70 @@
+"""Shared fixtures. Tests run on CPU, offline, with W&B disabled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+# A small synthetic corpus for the tests: 8 speakers x 6 emotions x 6 sentences = 288 clips.
+SMALL = ["data.corpus.num_speakers=8", "data.corpus.num_sentences=6", "data.num_workers=0",
+         "data.test_fraction=0.25", "data.val_fraction=0.125"]
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """One cache (synthetic corpus + decoded audio) for the whole session."""
+    path = tmp_path_factory.mktemp("ser-cache")
+    os.environ["SER_CACHE_DIR"] = str(path)
+    return path
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None):
+    """The composed train config, as ``train.py`` would see it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    if output_dir is not None:
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+@pytest.fixture
+def compose_cfg(cache_dir):
+    return compose_train
+
+
+def run_train(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``python train.py`` as a user would; fails the test with its output on error."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run([sys.executable, "train.py", *args, f"hydra.run.dir={run_dir}"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise AssertionError(f"train.py {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+@pytest.fixture
+def train_cli(cache_dir):
+    return run_train
+
+
+def tone(seconds: float, rate: int, freq: float = 220.0, channels: int = 1) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
+    return np.stack([wave] * channels, axis=1) if channels > 1 else wave

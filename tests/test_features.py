@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import torch
+
+from ser.features import Augment, FeatureFrontend
+
+
+def test_features_of_a_clip_do_not_depend_on_batch_padding():
+    front = FeatureFrontend()
+    short, long = torch.randn(1, 20000), torch.randn(1, 40000)
+    alone, frames_alone = front(short, torch.tensor([20000]))
+    batch = torch.zeros(2, 40000)
+    batch[0, :20000], batch[1] = short[0], long[0]
+    padded, frames = front(batch, torch.tensor([20000, 40000]))
+    n = int(frames_alone[0])
+    assert int(frames[0]) == n == 1 + (20000 - 2048) // 512
+    assert torch.allclose(alone[0, :, :n], padded[0, :, :n], atol=1e-4)
+    assert (padded[0, :, n:] == 0).all()
+
+
+def test_silence_and_mfcc_stay_finite():
+    for kind in ("logmel", "mfcc"):
+        front = FeatureFrontend(kind=kind)
+        feats, _ = front(torch.zeros(2, 16000), torch.tensor([16000, 8000]))
+        assert torch.isfinite(feats).all()
+        assert feats.shape[1] == (128 if kind == "logmel" else 40)
+
+
+def test_utterance_normalisation_removes_gain():
+    front = FeatureFrontend()
+    x = torch.randn(1, 30000)
+    a, _ = front(x, torch.tensor([30000]))
+    b, _ = front(x * 0.05, torch.tensor([30000]))
+    assert torch.allclose(a, b, atol=1e-3)
+
+
+def test_augmentation_masks_only_inside_real_frames():
+    torch.manual_seed(0)
+    aug = Augment(freq_mask=10, time_mask=5, p=1.0)
+    feats = torch.ones(4, 128, 50)
+    frames = torch.tensor([50, 30, 20, 10])
+    out = aug.features(feats, frames)
+    assert (out[1, :, 30:] == 0).all() and (out[3, :, 10:] == 0).all()
+    assert (out == 0).any(dim=(1, 2)).all()  # every clip got masked somewhere
+    assert out[0].sum() < feats[0].sum()

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import pytest
+
+from ser.data.splits import assign_splits
+
+EMOTIONS = ["anger", "happiness", "neutral", "sadness"]
+
+
+def corpus(n_speakers: int, per_emotion: int = 3):
+    speakers, emotions = [], []
+    for s in range(n_speakers):
+        for e in EMOTIONS:
+            speakers += [f"spk{s:02d}"] * per_emotion
+            emotions += [e] * per_emotion
+    return speakers, emotions
+
+
+def groups(speakers, splits):
+    return {name: {s for s, x in zip(speakers, splits) if x == name} for name in ("train", "val", "test")}
+
+
+def test_speaker_split_is_disjoint_covers_every_emotion_and_is_deterministic():
+    speakers, emotions = corpus(12)
+    splits = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=3)
+    g = groups(speakers, splits)
+    assert not (g["train"] & g["val"]) and not (g["train"] & g["test"]) and not (g["val"] & g["test"])
+    assert len(g["test"]) == 2 and len(g["val"]) == 1 and len(g["train"]) == 9
+    for name in g:
+        assert {e for e, x in zip(emotions, splits) if x == name} == set(EMOTIONS)
+    again = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=3)
+    other = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=4)
+    assert again == splits and other != splits
+
+
+def test_speaker_split_avoids_a_speaker_set_missing_an_emotion():
+    speakers, emotions = corpus(6)
+    # spk00 .. spk02 never say "sadness": no split may consist only of them
+    keep = [not (s in {"spk00", "spk01", "spk02"} and e == "sadness") for s, e in zip(speakers, emotions)]
+    speakers = [s for s, k in zip(speakers, keep) if k]
+    emotions = [e for e, k in zip(emotions, keep) if k]
+    for seed in range(20):
+        splits = assign_splits(speakers, emotions, "speaker", val_fraction=0.2, test_fraction=0.2, seed=seed)
+        for name in ("train", "val", "test"):
+            assert "sadness" in {e for e, x in zip(emotions, splits) if x == name}
+
+
+def test_two_speakers_hold_one_out_and_validate_on_the_other():
+    speakers, emotions = corpus(2, per_emotion=10)
+    splits = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=0)
+    g = groups(speakers, splits)
+    assert len(g["test"]) == 1 and g["val"] == g["train"] and not (g["test"] & g["train"])
+    for e in EMOTIONS:
+        assert sum(1 for em, x in zip(emotions, splits) if em == e and x == "val") == 1
+
+
+def test_random_split_is_stratified_utterance_level():
+    speakers, emotions = corpus(4, per_emotion=10)
+    splits = assign_splits(speakers, emotions, "random", val_fraction=0.1, test_fraction=0.2, seed=0)
+    for e in EMOTIONS:
+        mine = [x for em, x in zip(emotions, splits) if em == e]
+        assert mine.count("test") == 8 and mine.count("val") == 4
+
+
+def test_kfold_test_folds_partition_the_speakers():
+    speakers, emotions = corpus(10)
+    seen = []
+    for fold in range(5):
+        splits = assign_splits(speakers, emotions, "kfold", val_fraction=0, test_fraction=0, seed=1,
+                               fold=fold, num_folds=5)
+        g = groups(speakers, splits)
+        assert len(g["test"]) == 2 and len(g["val"]) == 2 and not (g["test"] & g["val"])
+        seen += sorted(g["test"])
+    assert sorted(seen) == sorted(set(speakers))
+
+
+def test_leave_one_speaker_out():
+    speakers, emotions = corpus(4)
+    tests = [groups(speakers, assign_splits(speakers, emotions, "kfold", val_fraction=0, test_fraction=0,
+                                            seed=0, fold=k, num_folds=4))["test"] for k in range(4)]
+    assert all(len(t) == 1 for t in tests) and set().union(*tests) == set(speakers)
+
+
+def test_bad_split_arguments_are_clear():
+    speakers, emotions = corpus(4)
+    with pytest.raises(ValueError, match="data.split"):
+        assign_splits(speakers, emotions, "bogus", val_fraction=0.1, test_fraction=0.2, seed=0)
+    with pytest.raises(ValueError, match="data.fold"):
+        assign_splits(speakers, emotions, "kfold", val_fraction=0, test_fraction=0, seed=0, fold=9, num_folds=4)

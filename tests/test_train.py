@@ -1,0 +1,99 @@
+"""train.py end to end on the small synthetic corpus, as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import SMALL
+
+FAST = [*SMALL, "logger=csv"]
+
+
+def read_split(run_dir):
+    with open(run_dir / "split.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_fast_dev_run_connects_everything(train_cli, tmp_path):
+    proc = train_cli([*FAST, "debug=fdr"], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert 0.0 <= results["test/uar"] <= 1.0
+    assert "test/uar" in proc.stdout
+
+
+@pytest.mark.slow
+def test_short_training_beats_chance_on_held_out_speakers_and_reports(train_cli, tmp_path):
+    train_cli([*FAST, "trainer.max_epochs=8"], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    chance = 1 / results["num_classes"]
+    assert results["test/uar"] >= 2 * chance, results
+    for key in ("test/uar", "test/war", "test/macro_f1", "classes", "num_classes", "n_train",
+                "n_val", "n_test", "best_ckpt"):
+        assert key in results
+    assert results["protocol"] == "speaker-independent"
+    assert results["classes"] == ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    assert os.path.samefile(results["best_ckpt"], tmp_path / "checkpoints" / "best.ckpt")
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 10_000
+    assert (tmp_path / "config.yaml").is_file()
+    assert sum(sum(row) for row in results["confusion_matrix"]) == results["n_test"]
+
+    rows = read_split(tmp_path)
+    counts = {name: sum(r["split"] == name for r in rows) for name in ("train", "val", "test")}
+    assert counts == {"train": results["n_train"], "val": results["n_val"], "test": results["n_test"]}
+    speakers = {name: {r["speaker"] for r in rows if r["split"] == name} for name in counts}
+    assert not speakers["train"] & speakers["test"] and not speakers["val"] & speakers["test"]
+    assert not speakers["train"] & speakers["val"]
+
+
+def test_split_csv_is_reproduced_byte_for_byte(train_cli, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    train_cli([*FAST, "debug=fdr", "seed=7"], a)
+    train_cli([*FAST, "debug=fdr", "seed=7"], b)
+    train_cli([*FAST, "debug=fdr", "seed=8"], c)
+    assert (a / "split.csv").read_bytes() == (b / "split.csv").read_bytes()
+    assert (a / "split.csv").read_bytes() != (c / "split.csv").read_bytes()
+
+
+def test_resume_from_last_checkpoint_continues_with_the_next_epoch(train_cli, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    train_cli([*FAST, "trainer.max_epochs=2", "test=false"], first)
+    last = first / "checkpoints" / "last.ckpt"
+    state = torch.load(last, weights_only=True, map_location="cpu")
+    assert state["epoch"] == 1 and state["ser"]["classes"][0] == "anger"
+    train_cli([*FAST, "trainer.max_epochs=3", f"ckpt_path={last}"], second)
+    resumed = torch.load(second / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert resumed["epoch"] == 2
+    assert resumed["global_step"] == state["global_step"] * 3 // 2
+    with open(second / "csv" / "metrics.csv") as handle:
+        epochs = {row["epoch"] for row in csv.DictReader(handle) if row.get("val/uar")}
+    assert epochs == {"2"}
+    assert (first / "split.csv").read_bytes() == (second / "split.csv").read_bytes()
+
+
+def test_default_wandb_logger_goes_offline_without_credentials(train_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, no ~/.config/wandb
+    train_cli([*SMALL, "debug=fdr"], tmp_path / "run")
+    offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
+
+
+def test_missing_corpus_root_is_one_clear_paragraph(cache_dir, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    proc = subprocess.run([sys.executable, "train.py", "data=cremad",
+                           f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={tmp_path / 'run'}",
+                           "logger=csv"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert str(tmp_path / "nowhere") in proc.stderr and "CREMA-D" in proc.stderr
