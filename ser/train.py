@@ -67,6 +67,9 @@ def test(cfg, trainer, model, datamodule, loggers) -> dict:
     metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
     counts = model.confusion.compute().cpu().numpy().astype(int)
     results = make_results(cfg, metrics, counts, model.classes, datamodule, best or ckpt or "")
+    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    if score is not None:
+        results["val/uar_best"] = float(score)
     if trainer.global_rank == 0:
         out = Path(cfg.paths.output_dir)
         (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -7,9 +7,8 @@ import sys
 
 import pytest
 import torch
-from hydra.utils import instantiate
-
 from conftest import CONF, REPO
+from hydra.utils import instantiate
 
 
 def options(group: str) -> list[str]:

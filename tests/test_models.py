@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
-
 from conftest import CONF
+from hydra.utils import instantiate
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if p.stem != "default")
 

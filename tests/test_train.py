@@ -8,7 +8,6 @@ import os
 
 import pytest
 import torch
-
 from conftest import SMALL
 
 FAST = [*SMALL, "logger=csv"]

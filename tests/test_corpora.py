@@ -1,0 +1,226 @@
+"""Each parser against tiny corpora in the real layouts, plus the odd cases of real copies."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from corpora_fixtures import LAYOUTS, crema_d, emodb, speech, write
+
+from ser.data import CremaD, EmoDB, Folder, MissingCorpus, Multi, Ravdess, SERDataModule, Tess
+from ser.data.cache import WaveformCache
+from ser.data.emotions import EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def corpora(tmp_path_factory):
+    base = tmp_path_factory.mktemp("corpora")
+    return {name: make(base / name) for name, make in LAYOUTS.items()}
+
+
+def summary(clips):
+    return {c.speaker for c in clips}, {c.emotion for c in clips}
+
+
+def test_crema_d(corpora):
+    clips, skipped = CremaD().scan(corpora["cremad"])
+    assert len(clips) == 6 * 6 * 2 and not skipped
+    speakers, emotions = summary(clips)
+    assert speakers == {str(1001 + a) for a in range(6)}
+    assert emotions == {"anger", "disgust", "fear", "happiness", "neutral", "sadness"}
+
+
+def test_ravdess_keeps_audio_only_speech(corpora):
+    clips, skipped = Ravdess().scan(corpora["ravdess"])
+    assert len(clips) == 4 * 8 * 2 and not skipped  # song and audio-visual files left out quietly
+    speakers, emotions = summary(clips)
+    assert speakers == {"01", "02", "03", "04"}
+    assert emotions == {"neutral", "calm", "happiness", "sadness", "anger", "fear", "disgust", "surprise"}
+    assert sf.info(clips[0].path).samplerate == 48000
+
+
+def test_emodb(corpora):
+    clips, _ = EmoDB().scan(corpora["emodb"])
+    assert len(clips) == 5 * 7 * 2
+    speakers, emotions = summary(clips)
+    assert speakers == {"03", "08", "09", "10", "11"}
+    assert "boredom" in emotions and len(emotions) == 7
+
+
+def test_tess_reads_labels_from_file_names_whatever_the_folders(corpora):
+    clips, skipped = Tess().scan(corpora["tess"])
+    assert len(clips) == 2 * 7 * 4 and not skipped
+    speakers, emotions = summary(clips)
+    assert speakers == {"OAF", "YAF"}  # "OA_bath_neutral.wav" is OAF's
+    assert "surprise" in emotions and len(emotions) == 7
+    assert sf.info(clips[0].path).samplerate == 24414
+
+
+def test_every_label_is_in_the_shared_vocabulary():
+    for parser in (CremaD, Ravdess, EmoDB, Tess, Folder):
+        assert set(parser.labels.values()) <= set(EMOTIONS)
+
+
+def test_names_outside_the_scheme_are_listed_not_fatal(tmp_path):
+    root = crema_d(tmp_path / "c", actors=1)
+    write(root / "AudioWAV" / "1001_DFA_XYZ_XX.wav", speech(0, "anger", 0, 16000), 16000)
+    write(root / "AudioWAV" / "notes.wav", speech(0, "anger", 0, 16000), 16000)
+    clips, skipped = CremaD().scan(root)
+    assert len(clips) == 12
+    assert sorted(Path(p).name for p, _ in skipped) == ["1001_DFA_XYZ_XX.wav", "notes.wav"]
+
+
+@pytest.mark.parametrize("parser", [CremaD(), Ravdess(), EmoDB(), Tess()])
+def test_missing_or_empty_root_says_where_to_get_the_corpus(tmp_path, parser):
+    for root in (tmp_path / "absent", tmp_path):
+        with pytest.raises(MissingCorpus) as err:
+            parser.scan(root)
+        assert str(root) in str(err.value) and "http" in str(err.value)
+
+
+def test_folder_corpus_from_manifest_and_from_emotion_folders(tmp_path):
+    for emotion in ("angry", "happy", "neutral"):
+        for spk in ("ann", "bob"):
+            write(tmp_path / "tree" / emotion / f"{spk}_{emotion}_1.wav", speech(0, "neutral", 0, 16000), 16000)
+    clips, _ = Folder().scan(tmp_path / "tree")
+    assert summary(clips) == ({"ann", "bob"}, {"anger", "happiness", "neutral"})
+
+    manifest = tmp_path / "manifest.csv"
+    with open(manifest, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["path", "emotion", "speaker"])
+        for c in clips:
+            out.writerow([os.path.relpath(c.path, tmp_path), c.emotion, c.speaker.upper()])
+    from_manifest, _ = Folder(manifest=str(manifest)).scan(None)
+    assert sorted((c.path, c.emotion) for c in from_manifest) == sorted((c.path, c.emotion) for c in clips)
+    assert {c.speaker for c in from_manifest} == {"ANN", "BOB"}
+
+
+def test_multi_corpus_keeps_speakers_apart(corpora):
+    multi = Multi({"cremad": {"corpus": CremaD(), "root": corpora["cremad"]},
+                   "emodb": {"corpus": EmoDB(), "root": corpora["emodb"]}})
+    clips, _ = multi.scan(None)
+    assert len(clips) == 72 + 70
+    assert {c.speaker.split("/")[0] for c in clips} == {"cremad", "emodb"}
+
+
+def datamodule(corpus, root, cache, emotions, **kw):
+    dm = SERDataModule(corpus, str(root), emotions, num_workers=0, cache_dir=str(cache), **kw)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+@pytest.mark.parametrize("name, parser", [("cremad", CremaD()), ("ravdess", Ravdess()),
+                                          ("emodb", EmoDB()), ("tess", Tess())])
+def test_speaker_independent_splits_on_every_layout(corpora, tmp_path, name, parser):
+    emotions = sorted({c.emotion for c in parser.scan(corpora[name])[0]})
+    dm = datamodule(parser, corpora[name], tmp_path, emotions)
+    rows = list(zip(dm.clips, dm.assignment))
+    speakers = {s: {c.speaker for c, x in rows if x == s} for s in ("train", "val", "test")}
+    assert not speakers["test"] & (speakers["train"] | speakers["val"])
+    if name != "tess":
+        assert not speakers["train"] & speakers["val"]
+    for split in speakers:
+        assert {c.emotion for c, x in rows if x == split} == set(emotions)
+    waves, lengths, labels = next(iter(dm.train_dataloader()))
+    assert waves.shape[0] == lengths.shape[0] == labels.shape[0]
+    assert int(lengths.max()) == waves.shape[1]
+
+
+def test_bad_files_are_skipped_by_name_and_odd_ones_converted(tmp_path, caplog):
+    root = crema_d(tmp_path / "c", actors=3)
+    audio = root / "AudioWAV"
+    (audio / "1001_ITS_ANG_XX.wav").write_bytes(b"")                              # empty
+    (audio / "1001_TSI_ANG_XX.wav").write_bytes(b"RIFF\x00\x00garbage" * 5)        # undecodable
+    good = (audio / "1001_DFA_ANG_XX.wav").read_bytes()
+    (audio / "1002_ITS_ANG_XX.wav").write_bytes(good[:44])                        # header only
+    write(audio / "1002_TSI_ANG_XX.wav", np.zeros(400, np.float32), 16000)        # < one window
+    write(audio / "1003_ITS_ANG_XX.wav", np.zeros(16000, np.float32), 16000)      # silent: kept
+    stereo = np.stack([speech(2, "anger", 5, 44100)] * 2, axis=1)
+    sf.write(audio / "1003_TSI_ANG_XX.wav", stereo, 44100)                        # stereo 44.1 kHz: kept
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*"))
+    with caplog.at_level(logging.WARNING):
+        dm = datamodule(CremaD(), root, tmp_path / "cache", ["anger", "disgust", "fear", "happiness", "neutral", "sadness"],
+                        split="random")
+    kept = {Path(c.path).name for c in dm.clips}
+    assert {"1003_ITS_ANG_XX.wav", "1003_TSI_ANG_XX.wav"} <= kept
+    dropped = {"1001_ITS_ANG_XX.wav", "1001_TSI_ANG_XX.wav", "1002_ITS_ANG_XX.wav", "1002_TSI_ANG_XX.wav"}
+    assert not dropped & kept
+    log = caplog.text
+    assert all(name in log for name in dropped) and "Skipped 3 file(s), unreadable audio" in log
+    assert "Skipped 1 file(s), clips too short" in log
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in root.rglob("*")) == before  # corpus untouched
+
+    import torch
+
+    from ser.features import FeatureFrontend
+
+    cache = dm.datasets["train"].cache
+    silent = torch.from_numpy(np.array(cache[str(audio / "1003_ITS_ANG_XX.wav")]))[None]
+    feats, _ = FeatureFrontend()(silent, torch.tensor([silent.shape[1]]))
+    assert torch.isfinite(feats).all()
+    assert len(cache[str(audio / "1003_TSI_ANG_XX.wav")]) == pytest.approx(16000, abs=2)  # 44.1 k -> 16 k mono
+
+
+def test_cache_is_rebuilt_when_a_file_changes(tmp_path):
+    root = emodb(tmp_path / "e", speakers=("03",))
+    paths = sorted(str(p) for p in root.rglob("*.wav"))
+    first = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    again = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "waveforms").glob("*.json"))) == 1
+    np.testing.assert_array_equal(first[paths[0]], again[paths[0]])
+    write(Path(paths[0]), 0.5 * speech(5, "anger", 3, 16000)[:8000], 16000)
+    changed = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    assert len(list((tmp_path / "cache" / "waveforms").glob("*.json"))) == 2
+    assert changed.length(paths[0]) == 8000 != first.length(paths[0])
+    np.testing.assert_array_equal(changed[paths[1]], first[paths[1]])
+
+
+def test_max_seconds_crops_randomly_in_training_and_centrally_at_evaluation(corpora, tmp_path):
+    emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    dm = datamodule(CremaD(), corpora["cremad"], tmp_path, emotions, max_seconds=0.5)
+    train, test = dm.datasets["train"], dm.datasets["test"]
+    assert all(len(train[i][0]) == 8000 for i in range(5))
+    full = train.cache[train.paths[0]]
+    starts = {int(np.flatnonzero(np.isclose(full, train[0][0][0].item()))[0]) for _ in range(8)}
+    assert len(starts) > 1  # random crops
+    crop = test[0][0].numpy()
+    whole = test.cache[test.paths[0]]
+    start = (len(whole) - 8000) // 2
+    np.testing.assert_array_equal(crop, whole[start : start + 8000])
+
+
+def test_kfold_multirun_and_aggregate(train_cli, tmp_path, corpora):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run(
+        [sys.executable, "train.py", "-m", "data=emodb", f"data.root={corpora['emodb']}", "data.split=kfold",
+         "data.num_folds=5", "data.fold=0,1", "debug=limit", "logger=csv", f"hydra.sweep.dir={sweep}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    tests = [{r["speaker"] for r in csv.DictReader(open(f)) if r["split"] == "test"}
+             for f in sorted(sweep.glob("*/split.csv"))]
+    assert len(tests) == 2 and not tests[0] & tests[1]
+    out = subprocess.run([sys.executable, "-m", "ser.aggregate", str(sweep)], capture_output=True, text=True)
+    assert out.returncode == 0 and "test/uar" in out.stdout
+    summary = json.loads((sweep / "aggregate.json").read_text())
+    assert summary["runs"] == 2 and len(summary["test/uar"]["values"]) == 2
+
+
+@pytest.mark.parametrize("name", sorted(LAYOUTS))
+def test_short_training_run_on_every_layout(train_cli, tmp_path, corpora, name):
+    train_cli([f"data={name}", f"data.root={corpora[name]}", "debug=limit", "logger=csv", "data.num_workers=0"],
+              tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["n_test"] > 0 and results["protocol"] == "speaker-independent"
