@@ -28,7 +28,7 @@ def write(path: Path, clip: np.ndarray, rate: int) -> Path:
 def crema_d(root: Path, actors: int = 6) -> Path:
     codes = {"anger": "ANG", "disgust": "DIS", "fear": "FEA", "happiness": "HAP", "neutral": "NEU", "sadness": "SAD"}
     for a in range(actors):
-        for e, (emotion, code) in enumerate(codes.items()):
+        for emotion, code in codes.items():
             for s, (sentence, level) in enumerate([("DFA", "XX"), ("IEO", "HI")]):
                 write(root / "AudioWAV" / f"{1001 + a}_{sentence}_{code}_{level}.wav", speech(a, emotion, s, 16000), 16000)
     return root
