@@ -11,7 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from ser.data.corpora import MissingCorpus
+from ser.errors import find_user_error
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -20,8 +20,11 @@ def main(cfg: DictConfig) -> float | None:
 
     try:
         results = run(cfg)
-    except MissingCorpus as err:
-        print(f"\nerror: {err}\n", file=sys.stderr)
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        print(f"\nerror: {user_error}\n", file=sys.stderr)  # the user's to fix: no traceback
         sys.exit(2)
     # The value Hydra sweepers (Optuna) optimise.
     return results.get(cfg.get("optimized_metric", "test/uar"))

@@ -20,14 +20,16 @@ class FeatureFrontend(nn.Module):
                  hop_length: int = 512, n_mels: int = 128, n_mfcc: int = 40,
                  f_min: float = 0.0, f_max: float | None = None, normalize: str = "utterance"):
         super().__init__()
-        if kind not in ("logmel", "mfcc"):
-            raise ValueError(f"features.kind must be logmel or mfcc, not {kind!r}")
+        if kind not in ("logmel", "mfcc", "waveform"):
+            raise ValueError(f"features.kind must be logmel, mfcc or waveform, not {kind!r}")
         if normalize not in ("utterance", "none"):
             raise ValueError(f"features.normalize must be utterance or none, not {normalize!r}")
         self.kind, self.n_fft, self.hop_length, self.normalize = kind, n_fft, hop_length, normalize
         mel_args = dict(sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels,
                         f_min=f_min, f_max=f_max, center=False, power=2.0)
-        if kind == "logmel":
+        if kind == "waveform":  # raw samples for encoders with their own front end (wav2vec 2.0...)
+            self.transform, self.num_features = None, 1
+        elif kind == "logmel":
             self.transform = T.MelSpectrogram(**mel_args)
             self.num_features = n_mels
         else:
@@ -36,12 +38,16 @@ class FeatureFrontend(nn.Module):
             self.num_features = n_mfcc
 
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        if self.kind == "waveform":
+            return lengths
         return torch.div(lengths - self.n_fft, self.hop_length, rounding_mode="floor").clamp(min=0) + 1
 
     @torch.autocast("cuda", enabled=False)  # STFT and log need float32
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor):
         """waves[B, T], lengths[B] -> features[B, F, frames], frame_lengths[B]"""
         waves = waves.float()
+        if self.kind == "waveform":
+            return waves.unsqueeze(1) * time_mask(lengths, waves.shape[-1]).unsqueeze(1), lengths
         if waves.shape[-1] < self.n_fft:  # keep one (partly padded) frame for tiny inputs
             waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
         feats = self.transform(waves)

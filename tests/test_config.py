@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if p.stem != "default")
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("default"))
 
 
 @pytest.mark.parametrize("group", ["data", "features", "augment", "model", "callbacks", "logger",

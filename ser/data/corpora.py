@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ser.errors import UserError
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
 
@@ -27,7 +29,7 @@ class UnknownLabel(ValueError):
     """The file name does not follow the corpus naming scheme."""
 
 
-class MissingCorpus(RuntimeError):
+class MissingCorpus(UserError):
     """``data.root`` is missing or holds no audio; the message says where to get the corpus."""
 
 

@@ -115,3 +115,16 @@ def frames_first(x: torch.Tensor) -> torch.Tensor:
     """[B, C, F, T] conv map -> [B, T, C*F] sequence of frame vectors."""
     b, c, f, t = x.shape
     return x.permute(0, 3, 1, 2).reshape(b, t, c * f)
+
+
+def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Max of ``x[B, ..., T]`` over its real frames (last axis) and every other non-batch axis
+    after the channel axis: [B, C, F, T] -> [B, C]."""
+    mask = time_mask(lengths, x.shape[-1]).bool().view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1])
+    x = x.masked_fill(~mask, float("-inf"))
+    return x.flatten(2).max(dim=-1).values
+
+
+def key_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """True on padded positions, as ``nn.MultiheadAttention`` expects."""
+    return time_mask(lengths, max_len) == 0
