@@ -7,8 +7,9 @@ import sys
 
 import pytest
 import torch
-from conftest import CONF, REPO
 from hydra.utils import instantiate
+
+from conftest import CONF, REPO
 
 
 def options(group: str) -> list[str]:

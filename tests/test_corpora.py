@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from corpora_fixtures import LAYOUTS, crema_d, emodb, speech, write
 
 from ser.data import CremaD, EmoDB, Folder, MissingCorpus, Multi, Ravdess, SERDataModule, Tess
 from ser.data.cache import WaveformCache
 from ser.data.emotions import EMOTIONS
+
+from corpora_fixtures import LAYOUTS, crema_d, emodb, speech, write
 
 
 @pytest.fixture(scope="module")

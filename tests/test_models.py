@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import CONF
 from hydra.utils import instantiate
+
+from conftest import CONF
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.startswith("default"))
 SSL = ("wav2vec2", "hubert", "wavlm")

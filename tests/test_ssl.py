@@ -9,8 +9,9 @@ import pytest
 import torch
 import torchaudio
 
-from conftest import REPO
 from ser.models.ssl import PretrainedWeightsUnavailable, SSLClassifier
+
+from conftest import REPO
 
 
 def test_checkpoint_state_dict_is_loaded_into_the_encoder(tmp_path):

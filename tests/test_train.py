@@ -8,6 +8,7 @@ import os
 
 import pytest
 import torch
+
 from conftest import SMALL
 
 FAST = [*SMALL, "logger=csv"]

@@ -11,8 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser.models.blocks import (ConvStack, PositionalEncoding, classifier, frames_first,
-                               key_padding_mask, masked_mean)
+from ser.models.blocks import (
+    ConvStack,
+    PositionalEncoding,
+    classifier,
+    frames_first,
+    key_padding_mask,
+    masked_mean,
+)
 
 
 class CNNTransformer(nn.Module):
