@@ -42,10 +42,12 @@ class FeatureFrontend(nn.Module):
             return lengths
         return torch.div(lengths - self.n_fft, self.hop_length, rounding_mode="floor").clamp(min=0) + 1
 
-    @torch.autocast("cuda", enabled=False)  # STFT and log need float32
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor):
         """waves[B, T], lengths[B] -> features[B, F, frames], frame_lengths[B]"""
-        waves = waves.float()
+        with torch.autocast(waves.device.type, enabled=False):  # STFT and log need float32
+            return self._features(waves.float(), lengths)
+
+    def _features(self, waves: torch.Tensor, lengths: torch.Tensor):
         if self.kind == "waveform":
             return waves.unsqueeze(1) * time_mask(lengths, waves.shape[-1]).unsqueeze(1), lengths
         if waves.shape[-1] < self.n_fft:  # keep one (partly padded) frame for tiny inputs

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
+from ser.errors import UserError
 from ser.features import Augment, FeatureFrontend
 from ser.metrics import classification_metrics
 
@@ -67,7 +68,9 @@ class SERModule(L.LightningModule):
     def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """waves[B, T], lengths[B] -> logits[B, num_classes]"""
         feats, frames = self.frontend(waves, lengths)
-        return self.net(feats, frames)
+        logits = self.net(feats, frames)
+        index = getattr(self, "class_index", None)
+        return logits if index is None else logits.index_select(1, index)
 
     def _train_logits(self, waves, lengths):
         waves = self.augment.waves(waves)
@@ -118,10 +121,55 @@ class SERModule(L.LightningModule):
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "monitor": "val/uar", **lightning_keys}}
 
+    def restrict_to(self, classes: list[str]) -> None:
+        """Score only ``classes`` (a subset of the trained ones, e.g. the emotions a second
+        corpus shares): logits of other classes are dropped and the test metrics resized."""
+        missing = [c for c in classes if c not in self.classes]
+        if missing:
+            raise ValueError(f"the model was not trained on {missing}; it knows {self.classes}")
+        self.register_buffer("class_index", torch.tensor([self.classes.index(c) for c in classes]),
+                             persistent=False)
+        self.classes = list(classes)
+        self.test_metrics = classification_metrics(len(classes), "test/")
+        self.confusion = MulticlassConfusionMatrix(len(classes))
+
+    @classmethod
+    def from_checkpoint(cls, path, map_location="cpu") -> SERModule:
+        """Rebuild a trained module from a ``ser`` checkpoint without unpickling any object."""
+        state = read_checkpoint(path, map_location)
+        hparams = dict(state["hyper_parameters"])
+        net = dict(hparams["net"])
+        # The state_dict brings the weights: do not fetch pretrained ones again.
+        for key, value in (("pretrained", False), ("checkpoint", None)):
+            if key in net:
+                net[key] = value
+        module = cls(**{**hparams, "net": net})
+        module.load_state_dict(state["state_dict"])
+        return module
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Marks the file as ours for ser-predict; everything in it loads with weights_only=True.
         checkpoint["ser"] = {"format": CHECKPOINT_FORMAT, "classes": self.classes,
                              "sample_rate": self.sample_rate}
+
+
+class NotASerCheckpoint(UserError):
+    pass
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``; refuse anything that is not ours."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise NotASerCheckpoint(f"checkpoint {str(path)!r} does not exist") from None
+    except Exception as err:  # noqa: BLE001 - unpickling errors come in many types
+        raise NotASerCheckpoint(f"{str(path)!r} is not a ser checkpoint (it does not load as plain "
+                                f"weights: {err.__class__.__name__})") from None
+    if not isinstance(state, dict) or "ser" not in state or "hyper_parameters" not in state:
+        raise NotASerCheckpoint(f"{str(path)!r} is not a ser checkpoint (no 'ser' entry); "
+                                "checkpoints are written by train.py into <run dir>/checkpoints/")
+    return state
 
 
 def _build(cfg: dict, default_cls):

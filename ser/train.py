@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from ser.errors import UserError
+from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -34,8 +39,11 @@ def run(cfg: DictConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
-    datamodule = instantiate(cfg.data)
-    model = instantiate(cfg.model)
+    label_runs(cfg)
+    if cfg.get("train", True):
+        datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
+    else:
+        datamodule, model = evaluation_setup(cfg)
     loggers = instantiate_all(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False)
     for logger in loggers:
@@ -56,17 +64,58 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
+def label_runs(cfg: DictConfig) -> None:
+    """Tag runs with model and corpus; runs of one multirun or sweep share a W&B group."""
+    model = cfg.model.net._target_.rsplit(".", 2)[-2]
+    corpus = cfg.data.corpus._target_.rsplit(".", 1)[-1].lower()
+    with open_dict(cfg):
+        cfg.tags = list(dict.fromkeys([*cfg.get("tags", []), model, corpus]))
+        wandb_cfg = cfg.get("logger", {}) and cfg.logger.get("wandb")
+        if wandb_cfg is not None and wandb_cfg.get("group") is None:
+            group = os.environ.get("SER_GROUP") or sweep_name()
+            if group:
+                wandb_cfg.group = group
+
+
+def sweep_name() -> str | None:
+    try:
+        hydra_cfg = HydraConfig.get()
+    except ValueError:  # composed outside of a Hydra app (tests, notebooks)
+        return None
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return Path(hydra_cfg.sweep.dir).name
+    return None
+
+
+def evaluation_setup(cfg: DictConfig):
+    """train=false: the checkpoint's model on ``data``'s test split, over the emotions the
+    model knows and the corpus has (cross-corpus evaluation)."""
+    if not cfg.get("ckpt_path"):
+        raise UserError("train=false evaluates a trained model: pass ckpt_path=PATH/TO/best.ckpt")
+    model = SERModule.from_checkpoint(cfg.ckpt_path)
+    shared = [c for c in model.classes if c in cfg.data.emotions]
+    if len(shared) < 2:
+        raise UserError(f"the model knows {model.classes} and data.emotions are {list(cfg.data.emotions)}: "
+                        "fewer than two emotions in common, nothing to evaluate")
+    if shared != model.classes:
+        log.info("Cross-corpus evaluation over the %d shared emotions %s", len(shared), shared)
+        model.restrict_to(shared)
+    datamodule = instantiate(cfg.data, emotions=shared, sample_rate=model.sample_rate,
+                             min_samples=getattr(model.frontend, "n_fft", 1))
+    return datamodule, model
+
+
 def test(cfg, trainer, model, datamodule, loggers) -> dict:
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = None  # train=false: the weights are already loaded
     if cfg.get("train", True):
         ckpt = best or None
         if not best:
             log.warning("No best checkpoint (fast_dev_run or no validation): testing the current weights")
-    else:
-        ckpt = cfg.get("ckpt_path")
     metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
     counts = model.confusion.compute().cpu().numpy().astype(int)
-    results = make_results(cfg, metrics, counts, model.classes, datamodule, best or ckpt or "")
+    results = make_results(cfg, metrics, counts, model.classes, datamodule,
+                           best or ckpt or cfg.get("ckpt_path") or "")
     score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     if score is not None:
         results["val/uar_best"] = float(score)
@@ -77,7 +126,30 @@ def test(cfg, trainer, model, datamodule, loggers) -> dict:
                               title=f"{cfg.model.net._target_.rsplit('.', 1)[-1]} on {results['corpus']}: "
                                     f"test UAR {results['test/uar']:.3f}")
         print_results(results, out)
+        log_to_wandb(loggers, results, out / "confusion_matrix.png")
     return results
+
+
+def log_to_wandb(loggers, results: dict, figure: Path) -> None:
+    """Per-class recall table, confusion matrix image and W&B's interactive confusion chart."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        import wandb
+
+        classes, counts = results["classes"], np.asarray(results["confusion_matrix"])
+        truth = [i for i in range(len(classes)) for j in range(len(classes)) for _ in range(counts[i, j])]
+        preds = [j for i in range(len(classes)) for j in range(len(classes)) for _ in range(counts[i, j])]
+        logger.experiment.log({
+            "test/per_class_recall": wandb.Table(columns=["emotion", "recall"],
+                                                 data=[[c, r] for c, r in results["per_class_recall"].items()]),
+            "test/confusion_matrix_image": wandb.Image(str(figure)),
+            "test/confusion_matrix": wandb.plot.confusion_matrix(y_true=truth, preds=preds, class_names=classes),
+        })
+        for key in ("test/uar", "test/war", "test/macro_f1"):
+            logger.experiment.summary[key] = results[key]
 
 
 def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], datamodule, best_ckpt) -> dict:
@@ -95,6 +167,7 @@ def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], dat
         "model": cfg.model.net._target_,
         "seed": cfg.get("seed"),
         "best_ckpt": str(best_ckpt),
+        "trained": bool(cfg.get("train", True)),
     }
 
 

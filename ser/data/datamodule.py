@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ser.data.cache import WaveformCache
@@ -90,6 +91,19 @@ class BucketSampler(Sampler):
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         for b in rng.permutation(len(batches)):
             yield from batches[b].tolist()
+
+
+class FixedOrder(Sampler):
+    """Yields a precomputed order of indices."""
+
+    def __init__(self, order):
+        self.order = [int(i) for i in order]
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
 
 
 class SERDataModule(L.LightningDataModule):
@@ -205,8 +219,13 @@ class SERDataModule(L.LightningDataModule):
     def _eval_loader(self, name):
         ds = self.datasets[name]
         # Sorted by length: least padding. Models are padding-invariant, so order is harmless.
-        order = list(np.argsort(ds.lengths(), kind="stable")) if self.bucket_by_length else None
-        return DataLoader(ds, self.eval_batch_size, sampler=order, collate_fn=pad_batch,
+        sampler = FixedOrder(np.argsort(ds.lengths(), kind="stable") if self.bucket_by_length
+                             else np.arange(len(ds)))
+        if self.trainer is not None and self.trainer.world_size > 1:
+            # Each clip scored exactly once across processes (Lightning's default sampler pads
+            # shards with repeats, which would count some test clips twice).
+            sampler = UnrepeatedDistributedSamplerWrapper(sampler, shuffle=False)
+        return DataLoader(ds, self.eval_batch_size, sampler=sampler, collate_fn=pad_batch,
                           **self.loader_args)
 
     # -- records ---------------------------------------------------------------------------

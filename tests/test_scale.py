@@ -1,0 +1,93 @@
+"""Using a trained model, evaluating it across corpora, and scaling the same run out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ser.module import NotASerCheckpoint, SERModule
+
+from conftest import REPO, SMALL
+from corpora_fixtures import emodb, speech
+
+QUICK = [*SMALL, "logger=csv", "debug=limit"]
+
+
+@pytest.fixture(scope="module")
+def trained(cache_dir, tmp_path_factory):
+    """A small CNN-GRU trained for two short epochs on the synthetic corpus."""
+    from conftest import run_train
+
+    run = tmp_path_factory.mktemp("trained")
+    run_train(QUICK, run)
+    return run
+
+
+def predict_cli(*args):
+    return subprocess.run([sys.executable, "-m", "ser.predict", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_predict_prints_one_json_per_file_for_any_rate_and_channels(trained, tmp_path):
+    sf.write(tmp_path / "stereo48k.wav", np.stack([speech(1, "anger", 0, 48000)] * 2, axis=1), 48000)
+    sf.write(tmp_path / "mono8k.wav", speech(2, "sadness", 1, 8000), 8000)
+    (tmp_path / "more").mkdir()
+    sf.write(tmp_path / "more" / "clip.wav", speech(3, "fear", 2, 16000), 16000)
+    (tmp_path / "more" / "broken.wav").write_bytes(b"not audio")
+    proc = predict_cli("--ckpt", trained / "checkpoints" / "best.ckpt", tmp_path / "stereo48k.wav",
+                       tmp_path / "mono8k.wav", tmp_path / "more")
+    assert proc.returncode == 0, proc.stderr
+    rows = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == ["clip.wav", "mono8k.wav", "stereo48k.wav"]
+    for row in rows:
+        assert abs(sum(row["probs"].values()) - 1) < 1e-4
+        assert row["emotion"] == max(row["probs"], key=row["probs"].get)
+    assert "broken.wav" in proc.stderr
+
+
+def test_predict_refuses_files_that_are_not_ser_checkpoints(tmp_path):
+    import torch
+
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    (tmp_path / "junk.ckpt").write_bytes(b"junk")
+    for path in (tmp_path / "other.ckpt", tmp_path / "junk.ckpt"):
+        proc = predict_cli("--ckpt", path, tmp_path)
+        assert proc.returncode == 2 and "not a ser checkpoint" in proc.stderr and "Traceback" not in proc.stderr
+    with pytest.raises(NotASerCheckpoint):
+        SERModule.from_checkpoint(tmp_path / "other.ckpt")
+
+
+def test_evaluate_a_checkpoint_on_another_corpus(trained, tmp_path, train_cli):
+    root = emodb(tmp_path / "emodb")  # 7 emotions incl. boredom, which the model never saw
+    train_cli(["train=false", f"ckpt_path={trained / 'checkpoints' / 'best.ckpt'}", "data=emodb",
+               f"data.root={root}", "logger=csv", "data.num_workers=0"], tmp_path / "eval")
+    results = json.loads((tmp_path / "eval" / "results.json").read_text())
+    assert results["classes"] == ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    assert results["trained"] is False and results["corpus"].startswith("EmoDB")
+    assert sum(map(sum, results["confusion_matrix"])) == results["n_test"] > 0
+    assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
+
+
+def test_ddp_with_two_cpu_processes_counts_every_test_clip_once(train_cli, tmp_path):
+    train_cli([*QUICK, "trainer=ddp_sim", "trainer.limit_test_batches=1.0", "data.eval_batch_size=7"], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sum(map(sum, results["confusion_matrix"])) == results["n_test"]
+
+
+def test_bf16_mixed_precision_on_cpu(train_cli, tmp_path):
+    train_cli([*QUICK, "trainer=cpu", "trainer.precision=bf16-mixed"], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert np.isfinite(results["test/loss"])
+
+
+def test_multirun_over_two_models(cache_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "-m", "model=cnn,lstm", *QUICK,
+                           f"hydra.sweep.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    models = sorted(json.loads(p.read_text())["model"] for p in tmp_path.glob("*/results.json"))
+    assert models == ["ser.models.cnn.BaseCNN", "ser.models.lstm.LSTMClassifier"]
