@@ -70,15 +70,43 @@ def _per_channel(M: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _linear_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Inclusive scan of x_t = a_t * x_{t-1} + b_t (x_{-1} = 0) along dim 2, in log2(L) steps.
+    """x_t = a_t * x_{t-1} + b_t along dim 2 (x_{-1} = 0), differentiable."""
+    return _LinearScan.apply(a, b)
 
-    Each step composes every element with the one ``offset`` before it:
-    (a1, b1) then (a2, b2) == (a1 * a2, a2 * b1 + b2).
-    """
+
+class _LinearScan(torch.autograd.Function):
+    """The scan with a hand-written backward: the gradient of a linear recurrence is the same
+    recurrence run backwards, so backward is one more parallel scan. Letting autograd record
+    the log2(L) sliced steps instead cost 10x more time, mostly zero-filling slice gradients."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        states = _parallel_scan(a, b)
+        ctx.save_for_backward(a, states)
+        return states
+
+    @staticmethod
+    def backward(ctx, grad_states):
+        a, states = ctx.saved_tensors
+        # g_t = dL/dx_t + a_{t+1} * g_{t+1}: a scan over the reversed sequence.
+        a_next = torch.zeros_like(a)
+        a_next[:, :, :-1] = a[:, :, 1:]
+        grad_b = _parallel_scan(a_next.flip(2), grad_states.flip(2)).flip(2)
+        previous = torch.zeros_like(states)
+        previous[:, :, 1:] = states[:, :, :-1]
+        return grad_b * previous, grad_b
+
+
+@torch.no_grad()
+def _parallel_scan(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Hillis-Steele inclusive scan in log2(L) vectorised steps: each step composes every
+    element with the one ``offset`` before it, (a1, b1) then (a2, b2) == (a1 a2, a2 b1 + b2)."""
+    a, b = a.clone(), b.clone()
     length, offset = a.shape[2], 1
     while offset < length:
-        b = torch.cat([b[:, :, :offset], b[:, :, offset:] + a[:, :, offset:] * b[:, :, :-offset]], dim=2)
-        a = torch.cat([a[:, :, :offset], a[:, :, offset:] * a[:, :, :-offset]], dim=2)
+        # Right-hand sides are evaluated into temporaries first, so the reads see old values.
+        b[:, :, offset:] += a[:, :, offset:] * b[:, :, :-offset]
+        a[:, :, offset:] = a[:, :, offset:] * a[:, :, :-offset]
         offset *= 2
     return b
 
