@@ -91,3 +91,23 @@ def test_multirun_over_two_models(cache_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     models = sorted(json.loads(p.read_text())["model"] for p in tmp_path.glob("*/results.json"))
     assert models == ["ser.models.cnn.BaseCNN", "ser.models.lstm.LSTMClassifier"]
+
+
+def test_optuna_search_of_three_trials_writes_the_best_parameters(cache_dir, tmp_path):
+    import yaml
+
+    proc = subprocess.run([sys.executable, "train.py", "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                           "hydra.sweeper.sampler.n_startup_trials=2", *QUICK, f"hydra.sweep.dir={tmp_path}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list(tmp_path.glob("*/results.json"))) == 3
+    best = yaml.safe_load((tmp_path / "optimization_results.yaml").read_text())
+    assert "model.optimizer.lr" in best["best_params"] and 0 <= best["best_value"] <= 1
+
+
+@pytest.mark.parametrize("launcher", ["joblib", "slurm"])
+def test_launcher_configs_compose(compose_cfg, launcher):
+    from conftest import compose_train
+
+    cfg = compose_train([f"hydra/launcher={launcher}"])
+    assert "launcher" in cfg.hydra and cfg.hydra.launcher._target_.startswith("hydra_plugins")
