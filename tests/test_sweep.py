@@ -1,0 +1,55 @@
+"""sweep.py without W&B credentials: W&B's open-source engine, offline W&B runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO, SMALL
+
+TRIAL = [*SMALL, "debug=limit"]
+
+
+def sweep(tmp_path, parameters, method="grid", count=None):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(yaml.safe_dump({"method": method, "metric": {"name": "val/uar_best", "goal": "maximize"},
+                                      "parameters": parameters}))
+    args = [sys.executable, "sweep.py", "--config", str(config), "--out", str(tmp_path / "sweep"), *TRIAL]
+    if count:
+        args[2:2] = ["--count", str(count)]
+    return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture
+def offline_wandb(cache_dir, monkeypatch, tmp_path):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no credentials anywhere
+
+
+def test_local_sweep_runs_trials_as_offline_wandb_runs(offline_wandb, tmp_path):
+    proc = sweep(tmp_path, {"model.optimizer.lr": {"values": [0.001, 0.0003]}})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = json.loads((tmp_path / "sweep" / "sweep_results.json").read_text())
+    assert [t["state"] for t in trials] == ["finished", "finished"]
+    assert sorted(t["params"]["model.optimizer.lr"] for t in trials) == [0.0003, 0.001]
+    for t in trials:
+        runs = list((tmp_path / "sweep" / t["trial"] / "wandb").glob("offline-run-*"))
+        assert len(runs) == 1
+        # the offline run's record file (protobuf) holds the logged metric names verbatim
+        records = b"".join(p.read_bytes() for p in runs[0].glob("*.wandb"))
+        assert b"val/uar" in records and b"test/uar" in records
+    assert "ranked by val/uar_best" in proc.stdout
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(offline_wandb, tmp_path):
+    proc = sweep(tmp_path, {"model.optimizer.lr": {"values": ["not_a_number", 0.001]}})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    trials = json.loads((tmp_path / "sweep" / "sweep_results.json").read_text())
+    assert [t["state"] for t in trials] == ["failed", "finished"]
+    assert trials[1]["val/uar_best"] is not None
+    assert "1 finished, 1 failed" in proc.stdout
