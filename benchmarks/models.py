@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 import torch
+
 from common import REPO, compose, machine, timed
 
 BASELINE = "cnn_gru"

@@ -32,9 +32,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from common import compose, machine
 
-SEED_CODES = {"ANG": 0, "DIS": 1, "FEA": 2, "HAP": 3, "NEU": 4, "SAD": 5}
-
-
 class SeedDataset(Dataset):
     """Seed 004's AudioDataset, with soundfile standing in for torchaudio.load (which needs
     torchcodec): decode, resample, mel, dB, min-max, masks and pad/crop per item."""
