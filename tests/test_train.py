@@ -85,6 +85,11 @@ def test_default_wandb_logger_goes_offline_without_credentials(train_cli, tmp_pa
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
 
 
+def test_tensorboard_logger_writes_event_files(train_cli, tmp_path):
+    train_cli([*SMALL, "debug=limit", "trainer.max_epochs=1", "logger=tensorboard"], tmp_path)
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
 def test_missing_corpus_root_is_one_clear_paragraph(cache_dir, tmp_path):
     import subprocess
     import sys
