@@ -38,7 +38,7 @@ def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
 
     from ser.data.synthetic import PROSODY, make_voice, synthesize
 
-    overrides = [f"model={name}"] + (["model.net.pretrained=false"] if name in SSL else [])
+    overrides = [f"model={name}"] + (["model.pretrained=false"] if name in SSL else [])
     module = instantiate(compose(overrides).model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)

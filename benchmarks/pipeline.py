@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from common import compose, machine
 
+
 class SeedDataset(Dataset):
     """Seed 004's AudioDataset, with soundfile standing in for torchaudio.load (which needs
     torchcodec): decode, resample, mel, dB, min-max, masks and pad/crop per item."""

@@ -41,8 +41,13 @@ class SERModule(L.LightningModule):
         scheduler: dict | None = None,
         augment: dict | None = None,
         compile: bool = False,
+        **net_options,
     ):
+        """``net_options`` are network arguments promoted to the model level for convenience
+        (``model.pretrained``, ``model.checkpoint``, ``model.freeze_encoder``); they are
+        merged into ``net``."""
         super().__init__()
+        net = {**plain(net), **{k: plain(v) for k, v in net_options.items()}}
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
                                                  augment=augment, compile=compile).items()}

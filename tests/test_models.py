@@ -12,7 +12,7 @@ MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if not p.stem.st
 SSL = ("wav2vec2", "hubert", "wavlm")
 # No weights can be downloaded here: the encoders are built randomly initialised, and two
 # transformer layers keep them fast on CPU. The architecture is otherwise the real one.
-SMALL_SSL = ["model.net.pretrained=false", "model.net.num_layers=2"]
+SMALL_SSL = ["model.pretrained=false", "model.net.num_layers=2"]
 
 
 def build(compose_cfg, name, extra=()):

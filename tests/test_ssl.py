@@ -42,13 +42,13 @@ def test_no_weights_anywhere_is_a_clear_error(monkeypatch):
     with pytest.raises(PretrainedWeightsUnavailable) as err:
         SSLClassifier(1, 4, encoder="wavlm", pretrained=True)
     message = str(err.value)
-    assert "model.net.checkpoint=PATH" in message and "model.net.pretrained=false" in message
+    assert "model.checkpoint=PATH" in message and "model.pretrained=false" in message
     with pytest.raises(PretrainedWeightsUnavailable, match="does not exist"):
         SSLClassifier(1, 4, encoder="wavlm", checkpoint="/nonexistent/wavlm.pt")
 
 
 def test_train_py_prints_the_weights_error_without_a_traceback(cache_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "model=wav2vec2", "model.net.checkpoint=/nowhere.pt",
+    proc = subprocess.run([sys.executable, "train.py", "model=wav2vec2", "model.checkpoint=/nowhere.pt",
                            "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2

@@ -120,7 +120,7 @@ def _masked_instance_norm(x, lengths, norm: nn.GroupNorm):
 def _read_state_dict(path: str) -> dict:
     path = Path(path).expanduser()
     if not path.is_file():
-        raise PretrainedWeightsUnavailable(f"model.net.checkpoint={str(path)!r} does not exist.")
+        raise PretrainedWeightsUnavailable(f"model.checkpoint={str(path)!r} does not exist.")
     state = torch.load(path, map_location="cpu", weights_only=True)
     return state.get("state_dict", state) if isinstance(state, dict) else state
 
@@ -133,8 +133,8 @@ def _bundle_state_dict(encoder: str, bundle_name: str) -> dict:
         raise PretrainedWeightsUnavailable(
             f"Pretrained {encoder} weights are not available ({err.__class__.__name__}: {err}). "
             f"Either run once with internet access so torchaudio caches torchaudio.pipelines."
-            f"{bundle_name} in {torch.hub.get_dir()}, or pass model.net.checkpoint=PATH to a "
+            f"{bundle_name} in {torch.hub.get_dir()}, or pass model.checkpoint=PATH to a "
             f"state_dict of torchaudio.models.{ENCODERS[encoder][0].__name__}() (for example "
             f"torch.save(torchaudio.pipelines.{bundle_name}.get_model().state_dict(), PATH) on a "
-            f"machine that has it), or train from scratch with model.net.pretrained=false."
+            f"machine that has it), or train from scratch with model.pretrained=false."
         ) from None
