@@ -111,3 +111,15 @@ def test_launcher_configs_compose(compose_cfg, launcher):
 
     cfg = compose_train([f"hydra/launcher={launcher}"])
     assert "launcher" in cfg.hydra and cfg.hydra.launcher._target_.startswith("hydra_plugins")
+
+
+def test_runs_are_tagged_and_sweep_members_share_a_wandb_group(compose_cfg, monkeypatch):
+    from ser.train import label_runs
+
+    cfg = compose_cfg(["model=lstm", "logger=wandb"])
+    label_runs(cfg)
+    assert {"lstm", "synthetic"} <= set(cfg.tags) and cfg.logger.wandb.group is None
+    monkeypatch.setenv("SER_GROUP", "sweep-abc")
+    cfg = compose_cfg(["model=cnn", "logger=wandb", "data=cremad", "data.root=/x"])
+    label_runs(cfg)
+    assert {"cnn", "cremad"} <= set(cfg.tags) and cfg.logger.wandb.group == "sweep-abc"
