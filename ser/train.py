@@ -140,8 +140,10 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
         import wandb
 
         classes, counts = results["classes"], np.asarray(results["confusion_matrix"])
-        truth = [i for i in range(len(classes)) for j in range(len(classes)) for _ in range(counts[i, j])]
-        preds = [j for i in range(len(classes)) for j in range(len(classes)) for _ in range(counts[i, j])]
+        # W&B's chart wants one (true, predicted) pair per clip: expand the counts back.
+        true_index, pred_index = np.indices(counts.shape)
+        truth = np.repeat(true_index.ravel(), counts.ravel()).tolist()
+        preds = np.repeat(pred_index.ravel(), counts.ravel()).tolist()
         logger.experiment.log({
             "test/per_class_recall": wandb.Table(columns=["emotion", "recall"],
                                                  data=[[c, r] for c, r in results["per_class_recall"].items()]),
