@@ -7,6 +7,7 @@ import json
 import logging
 import os
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -116,6 +117,23 @@ def datamodule(corpus, root, cache, emotions, **kw):
     dm.prepare_data()
     dm.setup()
     return dm
+
+
+def test_auto_workers_none_on_cpu_some_per_process_on_a_gpu(monkeypatch):
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    dm = SERDataModule(CremaD(), None, ["anger", "neutral"])
+    assert dm.worker_count() == 0  # no trainer yet: CPU
+    dm.trainer = SimpleNamespace(accelerator=CPUAccelerator(), world_size=1)
+    assert dm.worker_count() == 0
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=1)
+    assert dm.worker_count() == 4
+    dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=8)
+    assert dm.worker_count() == 1  # 2 cores per process: one loads while one drives the GPU
+    assert SERDataModule(CremaD(), None, ["anger", "neutral"], num_workers=3).loader_args()["num_workers"] == 3
+    with pytest.raises(ValueError, match="num_workers"):
+        SERDataModule(CremaD(), None, ["anger", "neutral"], num_workers="many")
 
 
 @pytest.mark.parametrize("name, parser", [("cremad", CremaD()), ("ravdess", Ravdess()),
