@@ -41,6 +41,7 @@ class SERModule(L.LightningModule):
         scheduler: dict | None = None,
         augment: dict | None = None,
         compile: bool = False,
+        channels_last: bool = True,
         **net_options,
     ):
         """``net_options`` are network arguments promoted to the model level for convenience
@@ -50,7 +51,8 @@ class SERModule(L.LightningModule):
         net = {**plain(net), **{k: plain(v) for k, v in net_options.items()}}
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
-                                                 augment=augment, compile=compile).items()}
+                                                 augment=augment, compile=compile,
+                                                 channels_last=channels_last).items()}
         self.save_hyperparameters(hparams)
         self.classes = list(hparams["classes"])
         num_classes = len(self.classes)
@@ -58,6 +60,11 @@ class SERModule(L.LightningModule):
         self.augment = _build(hparams["augment"], Augment) if hparams["augment"] else None
         self.net = instantiate(hparams["net"], in_features=self.frontend.num_features,
                                num_classes=num_classes)
+        if channels_last:
+            # 4-D conv weights in NHWC make every feature map NHWC: oneDNN's convolutions and
+            # max-pooling run ~1.3x faster on CPU (measured on CNN-GRU), and tensor cores want
+            # it under mixed precision. Networks without 2-D convolutions are unaffected.
+            self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net = torch.compile(self.net)
         self.loss = nn.CrossEntropyLoss()

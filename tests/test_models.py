@@ -66,6 +66,20 @@ def test_very_short_clips_give_finite_logits(compose_cfg, name):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("name", ["cnn_gru", "resnet18"])
+def test_channels_last_changes_the_layout_not_the_predictions(compose_cfg, name):
+    nhwc, _ = build(compose_cfg, name)
+    nchw, _ = build(compose_cfg, name, ["model.channels_last=false"])
+    nchw.load_state_dict(nhwc.state_dict())
+    convs = [m.weight for m in nhwc.net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+    assert any(not w.is_contiguous() for w in convs)  # (1-channel and 1x1 kernels are both)
+    waves, lengths = torch.randn(3, 30000) * 0.1, torch.tensor([30000, 21000, 9000])
+    with torch.no_grad():
+        torch.testing.assert_close(nhwc.eval()(waves, lengths), nchw.eval()(waves, lengths),
+                                   atol=1e-4, rtol=1e-4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_one_epoch_of_train_py(train_cli, tmp_path, name):
