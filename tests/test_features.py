@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import pytest
 import torch
+import torchaudio.transforms as T
 
 from ser.features import Augment, FeatureFrontend
 
@@ -43,3 +45,17 @@ def test_augmentation_masks_only_inside_real_frames():
     assert (out[1, :, 30:] == 0).all() and (out[3, :, 10:] == 0).all()
     assert (out == 0).any(dim=(1, 2)).all()  # every clip got masked somewhere
     assert out[0].sum() < feats[0].sum()
+
+
+@pytest.mark.parametrize("kind", ["logmel", "mfcc"])
+def test_front_end_computes_what_torchaudio_computes(kind):
+    waves = torch.randn(3, 16000)
+    mel = dict(n_fft=512, hop_length=160, n_mels=40, center=False)
+    if kind == "logmel":
+        expected = torch.log(T.MelSpectrogram(16000, **mel)(waves) + 1e-6)
+    else:
+        expected = T.MFCC(16000, n_mfcc=13, log_mels=True, melkwargs=mel)(waves)
+    frontend = FeatureFrontend(kind, n_fft=512, hop_length=160, n_mels=40, n_mfcc=13, normalize="none")
+    feats, frames = frontend(waves, torch.full((3,), 16000))
+    assert feats.shape == expected.shape and frames.tolist() == [expected.shape[-1]] * 3
+    torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
