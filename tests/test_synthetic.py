@@ -56,3 +56,32 @@ def pitch(x, rate=16000):
     below = np.nonzero(cmnd[lo:] < 0.2)[0]
     lag = lo + (below[0] if len(below) else int(np.argmin(cmnd[lo:])))
     return rate / (lag + 1)
+
+
+def test_intensities_follow_crema_d_design_and_size(tmp_path):
+    full = Synthetic(num_speakers=91, num_sentences=12, intensities=True)
+    assert len(full.utterances()) == 91 * (11 * 6 + 1 + 5 * 3)  # IEO: neutral XX, others LO/MD/HI
+    cremad = Synthetic(num_speakers=91, num_sentences=12, intensities=True, num_clips=7442)
+    kept = cremad.utterances()
+    assert len(kept) == 7442 and len({speaker for speaker, *_ in kept}) == 91
+
+    Synthetic(num_speakers=3, num_sentences=1, intensities=True, syllables=(3, 4)).prepare(tmp_path)
+    names = sorted(p.stem for p in tmp_path.rglob("*.wav"))
+    assert len(names) == 3 * 16
+    assert "1001_IEO_NEU_XX" in names and "1001_IEO_ANG_XX" not in names
+    assert {"1001_IEO_ANG_LO", "1001_IEO_ANG_MD", "1001_IEO_ANG_HI"} <= set(names)
+    clips, skipped = CremaD().scan(next(tmp_path.glob("v1-*")))
+    assert not skipped and len(clips) == 48
+
+
+def test_intensity_scales_the_departure_from_neutral_and_syllables_the_length():
+    voice = make_voice(0, 0)
+
+    def length(emotion, intensity):  # same seed: only the prosody differs
+        return len(synthesize(voice, emotion, np.random.default_rng(0), 16000, intensity=intensity))
+
+    assert length("SAD", 1.2) > 1.15 * length("SAD", 0.5)  # sadder is slower
+    assert length("SAD", 0.0) == length("NEU", 1.0)  # no intensity is neutral
+    short = synthesize(voice, "NEU", np.random.default_rng(0), 16000, syllables=(3, 3))
+    long = synthesize(voice, "NEU", np.random.default_rng(0), 16000, syllables=(12, 12))
+    assert len(long) > 3 * len(short)
