@@ -202,6 +202,29 @@ def test_cache_is_rebuilt_when_a_file_changes(tmp_path):
     np.testing.assert_array_equal(changed[paths[1]], first[paths[1]])
 
 
+def test_cache_reads_ranges_in_any_process_and_keeps_clips_out_of_resident_memory(tmp_path):
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    root = emodb(tmp_path / "e", speakers=("03",))
+    paths = sorted(str(p) for p in root.rglob("*.wav"))
+    cache = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    whole = cache[paths[0]]
+    assert whole.flags.writeable and whole.dtype == np.float32
+    np.testing.assert_array_equal(cache.read(paths[0], 100, 50), whole[100:150])
+    np.testing.assert_array_equal(cache.read(paths[0], len(whole) - 10, 50), whole[-10:])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(cache))[paths[1]], cache[paths[1]])
+    in_workers = list(DataLoader(paths, batch_size=None, num_workers=2, collate_fn=cache.read))
+    for path, samples in zip(paths, in_workers):
+        np.testing.assert_array_equal(samples, cache[path])
+    if Path("/proc/self/maps").exists():  # Linux: read through the page cache, never mapped in
+        assert str(cache.data_file) not in Path("/proc/self/maps").read_text()
+    os.truncate(cache.data_file, 4 * 100)
+    with pytest.raises(OSError, match="truncated"):
+        cache[paths[-1]]
+
+
 def test_max_seconds_crops_randomly_in_training_and_centrally_at_evaluation(corpora, tmp_path):
     emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
     dm = datamodule(CremaD(), corpora["cremad"], tmp_path, emotions, max_seconds=0.5)

@@ -1,9 +1,13 @@
-"""Decode + resample + mono-mix once; every epoch after that reads one memory-mapped file.
+"""Decode + resample + mono-mix once; every epoch after that reads one flat file.
 
 A cache is keyed by the sample rate and every file's path, size and modification time, so
 editing, adding or removing a file builds a new one. The waveforms of all clips sit end to
-end in one float32 file that DataLoader workers memory-map: the OS page cache holds it once
-however many workers read it. Nothing is ever written into the corpus folder.
+end in one float32 file; a clip is one ``pread`` of its byte range. The OS page cache holds
+the file once, shared by every DataLoader worker and every parallel run, and no process's
+resident memory grows with the corpus: reading through a memory map instead puts every
+page a process touches into its RSS (the whole corpus after an epoch, in each worker),
+which is what per-process memory accounting such as SLURM's sums and kills jobs over.
+Nothing is ever written into the corpus folder.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ import json
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,23 +36,42 @@ def cache_key(paths: list[str], sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
-@dataclass
 class WaveformCache:
     """Read-only view of a built cache: ``cache[path]`` is that clip's float32 samples."""
 
-    samples: np.ndarray  # memory-mapped, all clips end to end
-    offsets: dict[str, tuple[int, int]]  # path -> (start, length)
-    failed: dict[str, str]  # path -> why it could not be decoded
+    def __init__(self, data_file: Path, offsets: dict[str, tuple[int, int]], failed: dict[str, str]):
+        self.data_file = data_file
+        self.offsets = offsets  # path -> (first sample, number of samples)
+        self.failed = failed  # path -> why it could not be decoded
+        self._fd, self._pid = None, None
 
     def __contains__(self, path: str) -> bool:
         return path in self.offsets
 
     def __getitem__(self, path: str) -> np.ndarray:
-        start, length = self.offsets[path]
-        return self.samples[start : start + length]
+        return self.read(path)
 
     def length(self, path: str) -> int:
         return self.offsets[path][1]
+
+    def read(self, path: str, start: int = 0, count: int | None = None) -> np.ndarray:
+        """Samples ``start`` to ``start + count`` of a clip (to its end by default), a fresh array."""
+        first, length = self.offsets[path]
+        count = length - start if count is None else min(count, length - start)
+        samples = np.empty(count, dtype=np.float32)
+        got = os.preadv(self._descriptor(), [memoryview(samples).cast("B")], 4 * (first + start))
+        if got != samples.nbytes:
+            raise OSError(f"the waveform cache {self.data_file} is truncated; delete it to rebuild")
+        return samples
+
+    def _descriptor(self) -> int:
+        # One descriptor per process: DataLoader workers get their own on first read.
+        if self._pid != os.getpid():
+            self._fd, self._pid = os.open(self.data_file, os.O_RDONLY), os.getpid()
+        return self._fd
+
+    def __getstate__(self):  # sent to spawned workers: without this process's descriptor
+        return {**self.__dict__, "_fd": None, "_pid": None}
 
     @classmethod
     def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
@@ -59,11 +81,8 @@ class WaveformCache:
         if not index_file.is_file():
             build(paths, sample_rate, base)
         index = json.loads(index_file.read_text())
-        total = index["total"]
-        samples = (np.memmap(base.with_suffix(".f32"), dtype=np.float32, mode="r", shape=(total,))
-                   if total else np.zeros(0, np.float32))
         offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
-        return cls(samples, offsets, index["failed"])
+        return cls(base.with_suffix(".f32"), offsets, index["failed"])
 
 
 def build(paths: list[str], sample_rate: int, base: Path) -> None:
