@@ -2,7 +2,8 @@
 
     ser-predict --ckpt logs/train/runs/<run>/checkpoints/best.ckpt clip.wav more/ ...
 
-Prints one JSON object per file: {"path": ..., "emotion": ..., "probs": {emotion: p}}.
+Prints one JSON object per file, in the order given (folders sorted):
+{"path": ..., "emotion": ..., "probs": {emotion: p}}.
 Any sample rate and channel count is read (mixed to mono, resampled to the model's rate);
 unreadable files are reported on stderr and skipped.
 """
@@ -11,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -36,24 +39,56 @@ def expand(inputs: list[str]) -> list[Path]:
     return files
 
 
-def predict(module: SERModule, files: list[Path], batch_size: int = 16) -> Iterator[dict]:
+def predict(module: SERModule, files: list[Path], batch_size: int = 16,
+            chunk_batches: int = 16) -> Iterator[dict]:
+    """Probabilities for ``files``, yielded in their order.
+
+    Files are read ``batch_size * chunk_batches`` at a time on a thread pool (libsndfile and
+    soxr release the GIL), the next chunk while the model scores this one, so memory stays
+    at two chunks whatever the folder's size. Within a chunk, clips of similar length are
+    batched together: little padding, and the models are padding-invariant anyway.
+    """
     device = next(module.parameters()).device
-    clips = []
-    for path in files:
-        try:
-            clips.append((path, load_mono(path, module.sample_rate)))
-        except BadAudio as err:
-            print(f"skipped {path}: {err}", file=sys.stderr)
-    clips.sort(key=lambda item: len(item[1]))  # similar lengths per batch: little padding
     module.eval()
-    for start in range(0, len(clips), batch_size):
-        chunk = clips[start : start + batch_size]
-        waves, lengths, _ = pad_batch([(torch.from_numpy(w), 0) for _, w in chunk])
-        with torch.no_grad():
-            probs = module(waves.to(device), lengths.to(device)).softmax(-1).cpu()
-        for (path, _), p in zip(chunk, probs):
+    for chunk in _decoded_chunks(files, module.sample_rate, batch_size * chunk_batches):
+        readable = [(path, samples) for path, samples in chunk if samples is not None]
+        probs = _probabilities(module, [samples for _, samples in readable], batch_size, device)
+        for path, p in zip((path for path, _ in readable), probs):
             yield {"path": str(path), "emotion": module.classes[int(p.argmax())],
                    "probs": {c: round(float(v), 6) for c, v in zip(module.classes, p)}}
+
+
+def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
+    by_length = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+    probs = [None] * len(clips)
+    for start in range(0, len(by_length), batch_size):
+        rows = by_length[start : start + batch_size]
+        waves, lengths, _ = pad_batch([(torch.from_numpy(clips[i]), 0) for i in rows])
+        with torch.no_grad():
+            out = module(waves.to(device), lengths.to(device)).softmax(-1).cpu()
+        for i, p in zip(rows, out):
+            probs[i] = p
+    return probs
+
+
+def _decoded_chunks(files: list[Path], sample_rate: int, size: int) -> Iterator[list]:
+    """Chunks of (path, samples or None), each decoded while the previous one is scored."""
+    def read(path):
+        try:
+            return path, load_mono(path, sample_rate)
+        except BadAudio as err:
+            print(f"skipped {path}: {err}", file=sys.stderr)
+            return path, None
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        pending = None
+        for start in range(0, len(files), size):
+            submitted = [pool.submit(read, path) for path in files[start : start + size]]
+            if pending is not None:
+                yield [future.result() for future in pending]
+            pending = submitted
+        if pending is not None:
+            yield [future.result() for future in pending]
 
 
 def main(argv=None) -> int:

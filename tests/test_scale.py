@@ -43,11 +43,33 @@ def test_predict_prints_one_json_per_file_for_any_rate_and_channels(trained, tmp
                        tmp_path / "mono8k.wav", tmp_path / "more")
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
-    assert sorted(r["path"].rsplit("/", 1)[-1] for r in rows) == ["clip.wav", "mono8k.wav", "stereo48k.wav"]
+    assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["stereo48k.wav", "mono8k.wav", "clip.wav"]
     for row in rows:
         assert abs(sum(row["probs"].values()) - 1) < 1e-4
         assert row["emotion"] == max(row["probs"], key=row["probs"].get)
     assert "broken.wav" in proc.stderr
+
+
+def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(compose_cfg, tmp_path):
+    import torch
+    from hydra.utils import instantiate
+
+    from ser.data.audio import load_mono
+    from ser.predict import predict
+
+    torch.manual_seed(0)
+    module = instantiate(compose_cfg(["model=cnn_gru"]).model).eval()
+    files = []
+    for i, seconds in enumerate([2.0, 0.5, 1.5, 0.8, 2.4, 1.0, 0.3]):  # 7 clips: 2 chunks of 2x2
+        files.append(tmp_path / f"{i}.wav")
+        sf.write(files[-1], np.random.default_rng(i).normal(0, 0.1, int(seconds * 16000)), 16000)
+    rows = list(predict(module, files, batch_size=2, chunk_batches=2))
+    assert [r["path"] for r in rows] == [str(f) for f in files]
+    for path, row in zip(files, rows):
+        wave = torch.from_numpy(load_mono(path, 16000))
+        with torch.no_grad():
+            alone = module(wave[None], torch.tensor([len(wave)])).softmax(-1)[0]
+        assert np.allclose(list(row["probs"].values()), alone.numpy(), atol=1e-4)
 
 
 def test_predict_refuses_files_that_are_not_ser_checkpoints(tmp_path):
