@@ -94,3 +94,28 @@ def test_one_epoch_of_train_py(train_cli, tmp_path, name):
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["model"].split(".")[2] in ("ssl", name.replace("resnet18", "resnet"))
     assert (tmp_path / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_conv_stack_pools_before_relu_with_the_seeds_values_and_gradients():
+    from ser.models.blocks import ConvStack, pooled_lengths, time_mask
+
+    torch.manual_seed(0)
+    stack = ConvStack(32, (8, 16, 16)).train()
+    x, lengths = torch.randn(3, 1, 32, 40), torch.tensor([40, 33, 20])
+
+    def seed_order():  # seed 004: conv -> ReLU -> max-pool -> norm
+        y, n = x, lengths
+        for k, (conv, norm) in enumerate(zip(stack.convs, stack.norms)):
+            y = conv(y)
+            if k == 1:
+                y = y + stack.shortcut(x)[..., : y.shape[-2], : y.shape[-1]]
+            n = pooled_lengths(n, 2)
+            y = norm(stack.pool(torch.relu(y))) * time_mask(n, y.shape[-1] // 2)[:, None, None, :]
+        return y
+
+    ours, _ = stack(x, lengths)
+    grads = torch.autograd.grad(ours.square().sum(), list(stack.parameters()))
+    reference = seed_order()
+    torch.testing.assert_close(ours, reference)
+    for g, r in zip(grads, torch.autograd.grad(reference.square().sum(), list(stack.parameters()))):
+        torch.testing.assert_close(g, r)
