@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
@@ -22,11 +23,23 @@ def test_every_option_of_every_group_composes(compose_cfg, group, tmp_path):
     choices = options(group) or ["default"]
     for choice in choices:
         overrides = [f"{group}={choice}"]
-        if group == "data" and choice not in ("synthetic",):
+        if group == "data" and not choice.startswith("synthetic"):  # built-in corpora need no root
             overrides.append(f"data.root={tmp_path}")
         cfg = compose_cfg(overrides)
         assert cfg.data._target_ == "ser.data.SERDataModule"
         assert cfg.model._target_ == "ser.module.SERModule"
+
+
+def test_synthetic_cremad_has_crema_d_s_size_and_clip_length(compose_cfg):
+    corpus = instantiate(compose_cfg(["data=synthetic_cremad"]).data.corpus)
+    utterances = corpus.utterances()
+    assert len(utterances) == 7442 and len({speaker for speaker, *_ in utterances}) == 91
+    from ser.data.synthetic import PROSODY, make_voice, synthesize
+
+    seconds = [len(synthesize(make_voice(i, 0), emotion, np.random.default_rng(i), 16000,
+                              syllables=corpus.spec.syllables)) / 16000
+               for i in range(4) for emotion in PROSODY]
+    assert 2.2 < np.mean(seconds) < 2.8  # CREMA-D's clips average about 2.5 s
 
 
 def test_model_config_instantiates_a_callable_module(compose_cfg):
