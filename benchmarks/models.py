@@ -102,7 +102,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="*", default=None)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps; the fastest counts")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
     parser.add_argument("--readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)
