@@ -85,3 +85,20 @@ def test_intensity_scales_the_departure_from_neutral_and_syllables_the_length():
     short = synthesize(voice, "NEU", np.random.default_rng(0), 16000, syllables=(3, 3))
     long = synthesize(voice, "NEU", np.random.default_rng(0), 16000, syllables=(12, 12))
     assert len(long) > 3 * len(short)
+
+
+def _prepare(root):
+    Synthetic(num_speakers=3, num_sentences=1, seed=3).prepare(root)
+
+
+def test_a_daemonic_process_generates_the_same_corpus_serially(tmp_path):
+    import multiprocessing
+
+    _prepare(tmp_path / "parallel")
+    worker = multiprocessing.get_context("fork").Process(target=_prepare, args=(tmp_path / "daemon",), daemon=True)
+    worker.start()
+    worker.join(timeout=120)
+    assert worker.exitcode == 0
+    parallel, serial = (sorted((tmp_path / name).rglob("*.wav")) for name in ("parallel", "daemon"))
+    assert len(parallel) == 18 and [p.name for p in parallel] == [p.name for p in serial]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(parallel, serial))

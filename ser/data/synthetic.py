@@ -16,12 +16,14 @@ of CREMA-D's size (91 speakers, 7,442 clips of about 2.5 s).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import shutil
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -204,14 +206,17 @@ class Synthetic(CremaD):
 
     def _generate(self, out: Path) -> int:
         out.mkdir(parents=True)
-        utterances = self.utterances()
-        context = multiprocessing.get_context("fork" if os.name == "posix" else None)
-        with ProcessPoolExecutor(max_workers=os.cpu_count() or 1, mp_context=context) as pool:
-            jobs = pool.map(_write_utterance, [(self.spec, out, *u) for u in utterances], chunksize=16)
-            for _ in track(jobs, total=len(utterances), description="Synthesising the built-in corpus",
-                           transient=True):
+        jobs = [(self.spec, out, *u) for u in self.utterances()]
+        with contextlib.ExitStack() as stack:
+            if multiprocessing.current_process().daemon:  # daemonic processes may not have children
+                done = map(_write_utterance, jobs)
+            else:  # fork on Linux: the workers need only numpy and soundfile, and start at once
+                context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+                pool = stack.enter_context(ProcessPoolExecutor(os.cpu_count() or 1, mp_context=context))
+                done = pool.map(_write_utterance, jobs, chunksize=16)
+            for _ in track(done, total=len(jobs), description="Synthesising the built-in corpus", transient=True):
                 pass
-        return len(utterances)
+        return len(jobs)
 
     def utterances(self) -> list[tuple[int, str, str, str]]:
         """(speaker, emotion, sentence, level) of every clip, in CREMA-D's design."""
