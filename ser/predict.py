@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ser.data.audio import BadAudio, load_mono
+from ser.data.audio import DECODE_THREADS, try_load_mono
 from ser.data.corpora import AUDIO_SUFFIXES
 from ser.data.datamodule import pad_batch
 from ser.errors import UserError
@@ -43,8 +42,7 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16,
             chunk_batches: int = 16) -> Iterator[dict]:
     """Probabilities for ``files``, yielded in their order.
 
-    Files are read ``batch_size * chunk_batches`` at a time on a thread pool (libsndfile and
-    soxr release the GIL), the next chunk while the model scores this one, so memory stays
+    Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk while the model scores this one, so memory stays
     at two chunks whatever the folder's size. Within a chunk, clips of similar length are
     batched together: little padding, and the models are padding-invariant anyway.
     """
@@ -53,7 +51,7 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16,
     for chunk in _decoded_chunks(files, module.sample_rate, batch_size * chunk_batches):
         readable = [(path, samples) for path, samples in chunk if samples is not None]
         probs = _probabilities(module, [samples for _, samples in readable], batch_size, device)
-        for path, p in zip((path for path, _ in readable), probs):
+        for (path, _), p in zip(readable, probs):
             yield {"path": str(path), "emotion": module.classes[int(p.argmax())],
                    "probs": {c: round(float(v), 6) for c, v in zip(module.classes, p)}}
 
@@ -74,13 +72,12 @@ def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.T
 def _decoded_chunks(files: list[Path], sample_rate: int, size: int) -> Iterator[list]:
     """Chunks of (path, samples or None), each decoded while the previous one is scored."""
     def read(path):
-        try:
-            return path, load_mono(path, sample_rate)
-        except BadAudio as err:
-            print(f"skipped {path}: {err}", file=sys.stderr)
-            return path, None
+        samples, error = try_load_mono(path, sample_rate)
+        if error is not None:
+            print(f"skipped {path}: {error}", file=sys.stderr)
+        return path, samples
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
         pending = None
         for start in range(0, len(files), size):
             submitted = [pool.submit(read, path) for path in files[start : start + size]]

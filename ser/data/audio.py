@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import soxr
+
+
+# libsndfile and soxr release the GIL: decoding many files pays off on this many threads.
+DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
 
 
 class BadAudio(ValueError):
@@ -33,6 +38,14 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
         # TESS's 24414 Hz (gcd 2 with 16 kHz) takes seconds per clip; soxr takes milliseconds.
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def try_load_mono(path: str | Path, sample_rate: int) -> tuple[np.ndarray | None, str | None]:
+    """:func:`load_mono` for batch jobs: (samples, None), or (None, why) for a bad file."""
+    try:
+        return load_mono(path, sample_rate), None
+    except BadAudio as err:
+        return None, str(err)
 
 
 def write_wav(path: str | Path, samples: np.ndarray, sample_rate: int) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
-from ser.data.audio import BadAudio, load_mono
+from ser.data.audio import DECODE_THREADS, try_load_mono
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -86,20 +86,12 @@ class WaveformCache:
 
 
 def build(paths: list[str], sample_rate: int, base: Path) -> None:
-    """Decode every file (threads: libsndfile and resampling release the GIL) into ``base``."""
+    """Decode every file, on threads, into ``base``."""
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp_data = base.with_suffix(f".f32.{os.getpid()}.tmp")
     clips, failed, offset = [], {}, 0
-
-    def decode(path):
-        try:
-            return load_mono(path, sample_rate), None
-        except BadAudio as err:
-            return None, str(err)
-
-    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool, \
-            open(tmp_data, "wb") as out:
-        results = pool.map(decode, paths)
+    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, open(tmp_data, "wb") as out:
+        results = pool.map(lambda path: try_load_mono(path, sample_rate), paths)
         for path, (samples, error) in track(zip(paths, results), total=len(paths),
                                             description="Decoding audio into the cache",
                                             transient=True):
