@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.accelerators import CPUAccelerator
 import numpy as np
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -47,8 +47,8 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i):
         path, start, count = self.paths[i], 0, None
-        excess = self.cache.length(path) - (self.max_samples or 0)
-        if self._crops() and excess > 0:
+        if self._crops() and self.cache.length(path) > self.max_samples:
+            excess = self.cache.length(path) - self.max_samples
             start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
             count = self.max_samples
         return torch.from_numpy(self.cache.read(path, start, count)), self.labels[i]
@@ -231,7 +231,6 @@ class SERDataModule(L.LightningDataModule):
         return DataLoader(ds, self.eval_batch_size, sampler=sampler, collate_fn=pad_batch,
                           **self.loader_args())
 
-    # -- records ---------------------------------------------------------------------------
     def loader_args(self) -> dict:
         workers = self.worker_count()
         return dict(num_workers=workers, pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -253,6 +252,7 @@ class SERDataModule(L.LightningDataModule):
         cores_per_process = (os.cpu_count() or 2) // max(1, trainer.world_size)
         return max(1, min(4, cores_per_process - 1))
 
+    # -- records ---------------------------------------------------------------------------
     def split_counts(self) -> dict[str, int]:
         return {f"n_{name}": len(self.datasets[name]) for name in SPLITS}
 
