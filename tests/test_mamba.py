@@ -128,8 +128,29 @@ def test_cuda_kernel_and_pytorch_scan_agree(shape_bc):
     out, last = selective_scan_fn(**args, delta_softplus=True, return_last_state=True)
     ours, our_last = selective_scan(**args, delta_softplus=True, return_last_state=True)
     torch.testing.assert_close(ours, out, rtol=2e-3, atol=2e-3)
+    if shape_bc == "dn":
+        # With a time-invariant B the kernel folds B into C and keeps its state without B
+        # (selective_scan_fwd_kernel.cuh), so its "last state" is ours (the reference's) / B.
+        last = last * args["B"]
     torch.testing.assert_close(our_last, last, rtol=2e-3, atol=2e-3)
     assert scan(*args.values()).is_cuda
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not _has_cuda_mamba(), reason="needs CUDA and mamba-ssm")
+@pytest.mark.parametrize("shape_bc", ["dn", "bnl"])
+def test_cuda_kernel_and_pytorch_scan_have_the_same_gradients(shape_bc):
+    from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+    def grads(fn):
+        args = {k: v.clone().requires_grad_() for k, v in
+                inputs(shape_bc, batch=2, dim=32, length=120, n=16, device="cuda").items()}
+        fn(**args, delta_softplus=True).square().sum().backward()
+        return {k: v.grad for k, v in args.items()}
+
+    theirs, ours = grads(selective_scan_fn), grads(selective_scan)
+    for name, grad in theirs.items():
+        torch.testing.assert_close(ours[name], grad, rtol=5e-3, atol=5e-3, msg=name)
 
 
 @pytest.mark.cuda
@@ -142,3 +163,22 @@ def test_mixer_weights_move_to_mamba_ssm():
     theirs.load_state_dict(ours.state_dict())
     x = torch.randn(2, 50, 64, device="cuda")
     torch.testing.assert_close(ours(x), theirs(x), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("failure, reason", [
+    ("raise ImportError(\"cannot import name 'GreedySearchDecoderOnlyOutput'\")", "GreedySearchDecoderOnlyOutput"),
+    ("import selective_scan_cuda", "selective_scan_cuda"),
+])
+def test_a_mamba_ssm_that_does_not_import_is_reported_not_silently_skipped(tmp_path, failure, reason):
+    import os
+    import subprocess
+    import sys
+
+    package = tmp_path / "mamba_ssm"
+    package.mkdir()
+    (package / "__init__.py").write_text(failure + "\n")
+    code = "import ser.models.mamba as m; assert m._cuda_selective_scan is None"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "mamba-ssm is installed but does not import" in proc.stderr and reason in proc.stderr
