@@ -9,7 +9,6 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-
 # libsndfile and soxr release the GIL: decoding many files pays off on this many threads.
 DECODE_THREADS = max(1, min(8, os.cpu_count() or 1))
 
