@@ -42,6 +42,8 @@ def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
     module = instantiate(compose(overrides).model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     rng = np.random.default_rng(0)
     clips = [synthesize(make_voice(i % 8, 0), list(PROSODY)[i % 6], rng, 16000) for i in range(batch_size)]
     waves = torch.zeros(batch_size, 40000)
@@ -74,6 +76,28 @@ def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
             "trainable": sum(p.numel() for p in module.parameters() if p.requires_grad),
             "train_clips_s": batch_size / train_s, "infer_clips_s": batch_size / infer_s,
             "peak_mib": peak, "device": device}
+
+
+def measure_in_child(name: str, args) -> dict | None:
+    """On the CPU each model runs in its own process: peak RSS cannot be reset."""
+    out = subprocess.run([sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size),
+                          "--steps", str(args.steps), "--precision", args.precision],
+                         capture_output=True, text=True, cwd=REPO)
+    if out.returncode != 0:
+        print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_here(name: str, args) -> dict | None:
+    """On a GPU the peak is reset per model, so all run in this process (no start-up each)."""
+    try:
+        return measure(name, args.batch_size, args.steps, args.precision)
+    except Exception as err:  # noqa: BLE001 - report and go on to the next model
+        print(f"{name}: failed ({err.__class__.__name__}: {err})", file=sys.stderr)
+        return None
+    finally:
+        torch.cuda.empty_cache()
 
 
 def table(rows: list[dict]) -> str:
@@ -115,14 +139,12 @@ def main():
         names = [BASELINE, *names]
     rows = []
     for name in names:
-        out = subprocess.run([sys.executable, __file__, "--one", name, "--batch-size", str(args.batch_size),
-                              "--steps", str(args.steps), "--precision", args.precision],
-                             capture_output=True, text=True, cwd=REPO)
-        if out.returncode != 0:
-            print(f"{name}: failed\n{out.stderr[-2000:]}", file=sys.stderr)
-            continue
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-        print(f"{name}: {rows[-1]['train_clips_s']:.1f} train clips/s", file=sys.stderr)
+        row = measure_here(name, args) if torch.cuda.is_available() else measure_in_child(name, args)
+        if row:
+            rows.append(row)
+            print(f"{name}: {row['train_clips_s']:.1f} train clips/s", file=sys.stderr)
+    if not rows:
+        raise SystemExit("no model could be measured (errors above)")
     text = (f"{table(rows)}\n\nMachine: {machine()}. Batch {args.batch_size} clips of 2.5 s, "
             f"precision {args.precision}. Command: `python benchmarks/models.py"
             f"{' --precision ' + args.precision if args.precision != '32' else ''}`.")

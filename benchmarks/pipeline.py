@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 
 import seed004
-from common import compose, machine
+from common import compose, machine, sync
 
 
 class EpochTimer(L.Callback):
@@ -39,6 +39,7 @@ class EpochTimer(L.Callback):
         self.start = time.perf_counter()
 
     def on_train_epoch_end(self, trainer, module):
+        sync()
         self.seconds.append(time.perf_counter() - self.start)
 
 
@@ -56,9 +57,12 @@ def run_ser(cfg, epochs: int):
     return timer.seconds, result["test/uar"], dm, module
 
 
-def run_model_only(dm, module, epochs: int) -> list[float]:
-    """The network alone on the same batches, features pre-made and in memory."""
-    device = module.device
+def run_model_only(dm, module, epochs: int, precision: str) -> list[float]:
+    """The network alone on the same batches, features pre-made and in memory, at b's precision."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where b trained
+    module.to(device)  # (Lightning hands the module back on the CPU after fit)
+    half = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+    autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
     with torch.no_grad():
         batches = [(*module.frontend(waves.to(device), lengths.to(device)), labels.to(device))
                    for waves, lengths, labels in dm.train_dataloader()]
@@ -68,12 +72,12 @@ def run_model_only(dm, module, epochs: int) -> list[float]:
     for _ in range(epochs):
         start = time.perf_counter()
         for feats, frames, labels in batches:
-            loss = F.cross_entropy(net(feats, frames), labels)
+            with autocast:
+                loss = F.cross_entropy(net(feats, frames), labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         seconds.append(time.perf_counter() - start)
     return seconds
 
@@ -106,7 +110,7 @@ def parse_args():
     parser.add_argument("--cache", help="keep the synthetic corpus here for the next run (the waveform "
                                          "cache is always built afresh: its build is the cold epoch)")
     parser.add_argument("overrides", nargs="*", help="extra train.py overrides for b, e.g. trainer=gpu")
-    return parser.parse_args()
+    return parser.parse_intermixed_args()  # overrides may come before or after the options
 
 
 def benchmark(args, corpus_dir: str, waveforms: str):
@@ -128,7 +132,7 @@ def benchmark(args, corpus_dir: str, waveforms: str):
 
     ser_epochs, ser_uar, dm_b, module = run_ser(cfg, args.epochs)
     rss = peak_rss_gib()  # before a and c add their own
-    limit = run_model_only(dm_b, module, args.epochs)
+    limit = run_model_only(dm_b, module, args.epochs, cfg.trainer.precision)
     seed_epochs, seed_uar = seed004.train_and_test(split_of(dm, "train"), split_of(dm, "test"), args.epochs)
 
     # The fastest epoch of each (timeit's convention: a shared machine's noise only adds

@@ -102,25 +102,29 @@ def train_and_test(train: tuple[list, list], test: tuple[list, list], epochs: in
     """Seconds of each training epoch, and the test UAR (torchmetrics, as ser computes it)."""
     torch.manual_seed(0)
     random.seed(0)
-    model = Base_CNN_GRU()
+    device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")  # as the notebook
+    model = Base_CNN_GRU().to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
-    criterion = nn.CrossEntropyLoss()
+    criterion = nn.CrossEntropyLoss().to(device)
     loader = DataLoader(AudioDataset(*train), batch_size=BATCH_SIZE, collate_fn=collate_fn, shuffle=True)
     seconds = []
     for _ in range(epochs):
         start = time.perf_counter()
         model.train()
         for inputs, labels in loader:
+            inputs, labels = inputs.to(device), labels.to(device)
             optimizer.zero_grad()
             loss = criterion(model(inputs.unsqueeze(1)), labels)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
         seconds.append(time.perf_counter() - start)
     model.eval()
     predictions, truth = [], []
     with torch.no_grad():
         for inputs, labels in DataLoader(AudioDataset(*test), batch_size=BATCH_SIZE, collate_fn=collate_fn):
-            predictions.append(model(inputs.unsqueeze(1)).argmax(1))
+            predictions.append(model(inputs.unsqueeze(1).to(device)).argmax(1).cpu())
             truth.append(labels)
     uar = multiclass_recall(torch.cat(predictions), torch.cat(truth), num_classes=6, average="macro")
     return seconds, float(uar)
