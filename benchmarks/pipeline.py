@@ -116,7 +116,8 @@ def parse_args():
 def benchmark(args, corpus_dir: str, waveforms: str):
     size = [] if args.speakers == 91 else [f"data.corpus.num_speakers={args.speakers}", "data.corpus.num_clips=null"]
     cfg = compose(["data=synthetic_cremad", "model=cnn_gru", f"paths.cache_dir={corpus_dir}",
-                   f"data.cache_dir={waveforms}", "paths.output_dir=.", "seed=0", *size, *args.overrides])
+                   f"data.cache_dir={waveforms}", "paths.output_dir=.", "seed=0",
+                   f"trainer.max_epochs={args.epochs}", *size, *args.overrides])  # (the lr schedule's length)
 
     dm = instantiate(cfg.data)
     start = time.perf_counter()

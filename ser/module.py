@@ -73,6 +73,14 @@ class SERModule(L.LightningModule):
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
 
+    def on_fit_start(self) -> None:
+        if self.hparams.compile and self.device.type == "cpu":
+            # Measured with torch 2.11: Inductor's CPU code for the CNN models fails on the
+            # second batch length ("cannot determine truth value of Relational") or aborts the
+            # process (heap corruption); variable-length batches are the norm here.
+            raise UserError("model.compile=true is not supported on the CPU: torch 2.11's compiler "
+                            "crashes on variable-length batches there. Leave it off on CPU runs.")
+
     @property
     def sample_rate(self) -> int:
         return int(self.hparams.frontend.get("sample_rate", 16000))
@@ -128,6 +136,11 @@ class SERModule(L.LightningModule):
         if not self.hparams.scheduler:
             return optimizer
         cfg = dict(self.hparams.scheduler)
+        t_max = cfg.get("T_max")
+        if "T_max" in cfg and not (isinstance(t_max, int) and t_max > 0):
+            raise UserError(f"model.scheduler.T_max is {t_max!r}: the cosine schedule needs a positive "
+                            "number of epochs (it follows trainer.max_epochs). Set trainer.max_epochs "
+                            "or model.scheduler.T_max, or model.scheduler=null for a constant rate.")
         lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
         scheduler = instantiate(cfg, optimizer=optimizer)
         return {"optimizer": optimizer,

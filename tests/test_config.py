@@ -71,3 +71,42 @@ def test_hydra_cli_flags(args, expect):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert expect in out.stdout
+
+
+def test_learning_rate_follows_a_cosine_to_zero_over_the_run(compose_cfg):
+    import math
+
+    module = instantiate(compose_cfg(["trainer.max_epochs=4"]).model)
+    config = module.configure_optimizers()
+    optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(4):  # one scheduler step per epoch, as Lightning steps it
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates == pytest.approx([1e-3 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)])
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_schedule_without_a_length_is_a_clear_error(compose_cfg):
+    from ser.errors import UserError
+
+    module = instantiate(compose_cfg(["trainer.max_epochs=-1"]).model)
+    with pytest.raises(UserError, match="T_max is -1"):
+        module.configure_optimizers()
+
+
+def test_seed_experiments_keep_the_notebooks_constant_learning_rate(compose_cfg, tmp_path):
+    for name in options("experiment"):
+        cfg = compose_cfg([f"experiment={name}", f"data.root={tmp_path}"])
+        assert cfg.model.scheduler is None, name
+        assert compose_cfg([f"data.root={tmp_path}"]).model.scheduler is not None
+
+
+def test_compiling_on_the_cpu_is_refused_before_training_not_a_crash_mid_epoch(compose_cfg):
+    from ser.errors import UserError
+
+    module = instantiate(compose_cfg(["model.compile=true"]).model)
+    with pytest.raises(UserError, match="not supported on the CPU"):
+        module.on_fit_start()
+    instantiate(compose_cfg([]).model).on_fit_start()  # off by default: nothing to refuse
