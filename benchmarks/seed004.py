@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import multiclass_recall
 
+from common import sync
+
 LEARNING_RATE = 0.00025  # the notebook's choice for CNN-GRU
 BATCH_SIZE = 32
 TARGET_FRAMES = 160
@@ -117,8 +119,7 @@ def train_and_test(train: tuple[list, list], test: tuple[list, list], epochs: in
             loss = criterion(model(inputs.unsqueeze(1)), labels)
             loss.backward()
             optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync()
         seconds.append(time.perf_counter() - start)
     model.eval()
     predictions, truth = [], []

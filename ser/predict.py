@@ -42,9 +42,10 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16,
             chunk_batches: int = 16) -> Iterator[dict]:
     """Probabilities for ``files``, yielded in their order.
 
-    Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk while the model scores this one, so memory stays
-    at two chunks whatever the folder's size. Within a chunk, clips of similar length are
-    batched together: little padding, and the models are padding-invariant anyway.
+    Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk
+    while the model scores this one, so memory stays at two chunks whatever the folder's size.
+    Within a chunk, clips of similar length are batched together: little padding, and the
+    models are padding-invariant anyway.
     """
     device = next(module.parameters()).device
     module.eval()

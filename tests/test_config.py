@@ -97,10 +97,10 @@ def test_a_schedule_without_a_length_is_a_clear_error(compose_cfg):
 
 
 def test_seed_experiments_keep_the_notebooks_constant_learning_rate(compose_cfg, tmp_path):
+    assert compose_cfg([]).model.scheduler is not None  # the default decays
     for name in options("experiment"):
         cfg = compose_cfg([f"experiment={name}", f"data.root={tmp_path}"])
         assert cfg.model.scheduler is None, name
-        assert compose_cfg([f"data.root={tmp_path}"]).model.scheduler is not None
 
 
 def test_compiling_on_the_cpu_is_refused_before_training_not_a_crash_mid_epoch(compose_cfg):

@@ -47,8 +47,7 @@ class ClipDataset(Dataset):
 
     def __getitem__(self, i):
         path, start, count = self.paths[i], 0, None
-        if self._crops() and self.cache.length(path) > self.max_samples:
-            excess = self.cache.length(path) - self.max_samples
+        if self._crops() and (excess := self.cache.length(path) - self.max_samples) > 0:
             start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
             count = self.max_samples
         return torch.from_numpy(self.cache.read(path, start, count)), self.labels[i]

@@ -26,15 +26,13 @@ log = logging.getLogger(__name__)
 
 try:  # the CUDA kernel, when mamba-ssm is installed (CUDA machines only)
     from mamba_ssm.ops.selective_scan_interface import selective_scan_fn as _cuda_selective_scan
-except ModuleNotFoundError as err:
+except Exception as err:  # noqa: BLE001 - not installed, or a broken build or version clash
     _cuda_selective_scan = None
-    if err.name != "mamba_ssm":  # installed, but a module it needs is missing
-        log.warning("mamba-ssm is installed but does not import (%s): using the PyTorch scan", err)
-except Exception as err:  # noqa: BLE001 - a broken CUDA build, or a version clash (e.g. mamba-ssm
-    # <= 2.2.6 imports names transformers 5 removed): say so rather than silently run slower
-    _cuda_selective_scan = None
-    log.warning("mamba-ssm is installed but does not import (%s: %s): using the PyTorch scan",
-                err.__class__.__name__, err)
+    # Installed but unusable (an unbuilt kernel; mamba-ssm <= 2.2.6 imports names transformers 5
+    # removed): say so rather than silently run slower.
+    if not (isinstance(err, ModuleNotFoundError) and err.name == "mamba_ssm"):
+        log.warning("mamba-ssm is installed but does not import (%s: %s): using the PyTorch scan",
+                    err.__class__.__name__, err)
 
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
