@@ -3,10 +3,15 @@
 Both run inside the LightningModule, so they run on the model's device, batched, and are
 saved with the checkpoint. Frames are computed without centre padding so that a frame never
 reads past the end of its clip: the features of a clip are the same alone or zero-padded
-inside a batch, and ``frame_lengths`` says how many frames of each row are real.
+inside a batch, and ``frame_lengths`` says how many frames of each row are real. The same
+independence lets the DataModule compute each clip's log-mel once, with this very front end,
+and hand it over instead of the waveform: the rest (MFCC, normalisation, gain, SpecAugment)
+runs per batch either way.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torchaudio.functional as F
@@ -14,6 +19,8 @@ import torchaudio.transforms as T
 from torch import nn
 
 from ser.models.blocks import time_mask
+
+LOG_FLOOR = 1e-6  # added to the mel power before the log: silence stays finite
 
 
 class FeatureFrontend(nn.Module):
@@ -26,6 +33,7 @@ class FeatureFrontend(nn.Module):
         if normalize not in ("utterance", "none"):
             raise ValueError(f"features.normalize must be utterance or none, not {normalize!r}")
         self.kind, self.n_fft, self.hop_length, self.normalize = kind, n_fft, hop_length, normalize
+        self.n_mels = n_mels
         if kind == "waveform":  # raw samples for encoders with their own front end (wav2vec 2.0...)
             self.num_features = 1
             return
@@ -43,21 +51,46 @@ class FeatureFrontend(nn.Module):
             return lengths
         return torch.div(lengths - self.n_fft, self.hop_length, rounding_mode="floor").clamp(min=0) + 1
 
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor):
-        """waves[B, T], lengths[B] -> features[B, F, frames], frame_lengths[B]"""
-        with torch.autocast(waves.device.type, enabled=False):  # STFT and log need float32
-            return self._features(waves.float(), lengths)
+    def log_mel_spec(self) -> dict:
+        """What the log-mel depends on: the key of a cache of it."""
+        mel = self.mel_scale
+        return dict(sample_rate=mel.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
+                    n_mels=self.n_mels, f_min=mel.f_min, f_max=mel.f_max, floor=LOG_FLOOR)
 
-    def _features(self, waves: torch.Tensor, lengths: torch.Tensor):
-        if self.kind == "waveform":
-            return waves.unsqueeze(1) * time_mask(lengths, waves.shape[-1]).unsqueeze(1), lengths
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+        """Features and their frame counts: ``features[B, F, frames], frame_lengths[B]``.
+
+        ``inputs`` are waveforms ``[B, T]`` with sample counts, or (spectral kinds) the log-mel
+        ``[B, n_mels, frames]`` with frame counts, as the DataModule's feature cache delivers it.
+        ``gain_db[B]`` (training augmentation) scales each clip's level.
+        """
+        with torch.autocast(inputs.device.type, enabled=False):  # STFT and log need float32
+            inputs = inputs.float()
+            if self.kind == "waveform":
+                return self._waveform(inputs, lengths, gain_db)
+            mel, frames = (inputs, lengths) if inputs.dim() == 3 else self.log_mel(inputs, lengths)
+            if gain_db is not None:
+                # A gain of g on the waveform adds log(g^2) to its log power, exactly wherever the
+                # mel energy is above the log floor: applied here, it needs no waveform.
+                mel = mel + gain_db[:, None, None] * (math.log(10) / 10)
+            return self._finish(mel, frames)
+
+    def log_mel(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """waves[B, T], lengths[B] -> log-mel[B, n_mels, frames] (unnormalised), frame_lengths[B]"""
         if waves.shape[-1] < self.n_fft:  # keep one (partly padded) frame for tiny inputs
             waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
         spectrum = self.spectrogram(waves)
-        feats = torch.log(self.mel_scale(spectrum.real.square() + spectrum.imag.square()) + 1e-6)
-        if self.kind == "mfcc":  # the log-mel floor above is torchaudio's MFCC(log_mels=True)
+        power = spectrum.real.square() + spectrum.imag.square()
+        return torch.log(self.mel_scale(power) + LOG_FLOOR), self.frame_lengths(lengths)
+
+    def _waveform(self, waves, lengths, gain_db):
+        if gain_db is not None:
+            waves = waves * 10 ** (gain_db[:, None] / 20)
+        return waves.unsqueeze(1) * time_mask(lengths, waves.shape[-1]).unsqueeze(1), lengths
+
+    def _finish(self, feats: torch.Tensor, frames: torch.Tensor):
+        if self.kind == "mfcc":  # the log-mel floor is torchaudio's MFCC(log_mels=True)
             feats = torch.matmul(feats.transpose(-1, -2), self.dct).transpose(-1, -2)
-        frames = self.frame_lengths(lengths)
         mask = time_mask(frames, feats.shape[-1]).unsqueeze(1)  # [B, 1, frames]
         if self.normalize == "utterance":
             # One mean and std per clip over its real frames: removes recording gain, keeps
@@ -70,8 +103,9 @@ class FeatureFrontend(nn.Module):
 
 
 class Augment(nn.Module):
-    """Training-only augmentation on the batch: random gain on the waveform, SpecAugment masks
-    (only inside each clip's real frames)."""
+    """Training-only augmentation on the batch: a random gain per clip (applied by the front
+    end, on the waveform or as a shift of the log-mel), SpecAugment masks (only inside each
+    clip's real frames)."""
 
     def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,
                  num_masks: int = 1, p: float = 0.5):
@@ -80,11 +114,11 @@ class Augment(nn.Module):
         self.freq = T.FrequencyMasking(freq_mask, iid_masks=True) if freq_mask > 0 else None
         self.time = T.TimeMasking(time_mask, iid_masks=True) if time_mask > 0 else None
 
-    def waves(self, waves: torch.Tensor) -> torch.Tensor:
+    def random_gain(self, batch: int, device: torch.device) -> torch.Tensor | None:
+        """A gain in dB per clip, uniform in [-gain_db, gain_db] (None when switched off)."""
         if self.gain_db <= 0:
-            return waves
-        gain_db = (torch.rand(waves.shape[0], 1, device=waves.device) * 2 - 1) * self.gain_db
-        return waves * 10 ** (gain_db / 20)
+            return None
+        return (torch.rand(batch, device=device) * 2 - 1) * self.gain_db
 
     def features(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         for mask in (self.freq, self.time):

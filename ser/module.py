@@ -85,25 +85,25 @@ class SERModule(L.LightningModule):
     def sample_rate(self) -> int:
         return int(self.hparams.frontend.get("sample_rate", 16000))
 
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """waves[B, T], lengths[B] -> logits[B, num_classes]"""
-        feats, frames = self.frontend(waves, lengths)
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """waveforms[B, T] (or cached log-mel[B, n_mels, frames]), lengths[B] -> logits[B, num_classes]"""
+        feats, frames = self.frontend(inputs, lengths)
         logits = self.net(feats, frames)
         index = getattr(self, "class_index", None)
         return logits if index is None else logits.index_select(1, index)
 
-    def _train_logits(self, waves, lengths):
-        waves = self.augment.waves(waves)
-        feats, frames = self.frontend(waves, lengths)
+    def _train_logits(self, inputs, lengths):
+        gain_db = self.augment.random_gain(len(inputs), inputs.device)
+        feats, frames = self.frontend(inputs, lengths, gain_db)
         feats = self.augment.features(feats, frames)
         return self.net(feats, frames)
 
     def _step(self, batch, split: str):
-        waves, lengths, labels = batch
+        inputs, lengths, labels = batch
         if split == "train" and self.augment is not None:
-            logits = self._train_logits(waves, lengths)
+            logits = self._train_logits(inputs, lengths)
         else:
-            logits = self(waves, lengths)
+            logits = self(inputs, lengths)
         loss = self.loss(logits, labels)
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(logits.argmax(-1), labels)
@@ -128,8 +128,8 @@ class SERModule(L.LightningModule):
         self.confusion.reset()
 
     def predict_step(self, batch, batch_idx):
-        waves, lengths = batch[0], batch[1]
-        return self(waves, lengths).softmax(-1)
+        inputs, lengths = batch[0], batch[1]
+        return self(inputs, lengths).softmax(-1)
 
     def configure_optimizers(self) -> Any:
         optimizer = instantiate(self.hparams.optimizer, params=self.parameters())

@@ -266,3 +266,68 @@ def test_short_training_run_on_every_layout(train_cli, tmp_path, corpora, name):
               tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["n_test"] > 0 and results["protocol"] == "speaker-independent"
+
+
+@pytest.fixture
+def model_trainer(compose_cfg):
+    """A stand-in trainer holding a freshly built model (all a DataModule asks of one)."""
+    from hydra.utils import instantiate
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    def make(*overrides):
+        module = instantiate(compose_cfg(list(overrides)).model)
+        return SimpleNamespace(lightning_module=module, accelerator=CPUAccelerator(), world_size=1)
+    return make
+
+
+@pytest.mark.parametrize("features", ["logmel", "mfcc"])
+def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tmp_path, model_trainer, features):
+    import torch
+
+    trainer = model_trainer("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", f"features={features}")
+    module = trainer.lightning_module
+    batches = {}
+    for precompute in (True, False):
+        dm = SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, num_workers=0,
+                           cache_dir=str(tmp_path / "cache"), precompute_features=precompute)
+        dm.trainer = trainer
+        dm.prepare_data()
+        dm.setup()
+        batches[precompute] = next(iter(dm.test_dataloader()))
+    cached, waves = batches[True], batches[False]
+    assert cached[0].shape[1] == 128 and waves[0].dim() == 2  # log-mel frames / samples
+    assert torch.equal(cached[2], waves[2])
+    with torch.no_grad():
+        torch.testing.assert_close(module.eval()(*cached[:2]), module(*waves[:2]), atol=1e-4, rtol=1e-4)
+        logits = []
+        for inputs, lengths, _ in (cached, waves):  # training: same gain and SpecAugment draws
+            torch.manual_seed(0)
+            logits.append(module.train()._train_logits(inputs, lengths))
+        torch.testing.assert_close(*logits, atol=1e-4, rtol=1e-4)
+
+
+def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, tmp_path, model_trainer):
+    emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    features = tmp_path / "cache" / "features"
+
+    def setup(*overrides, **kw):
+        dm = SERDataModule(CremaD(), str(corpora["cremad"]), emotions, num_workers=0,
+                           cache_dir=str(tmp_path / "cache"), **kw)
+        dm.trainer = model_trainer(f"data.emotions=[{','.join(emotions)}]", *overrides)
+        dm.prepare_data()
+        dm.setup()
+        return dm
+
+    dm = setup(max_seconds=0.5)
+    setup()  # the same front end: the same cache
+    assert len(list(features.glob("*.json"))) == 1
+    train, test = dm.datasets["train"], dm.datasets["test"]
+    frames = 1 + (8000 - 2048) // 512  # 0.5 s at 16 kHz, n_fft 2048, hop 512
+    assert all(train[i][0].shape == (128, frames) for i in range(5))
+    whole = test.cache[test.paths[0]]
+    start = (len(whole) - frames) // 2
+    np.testing.assert_array_equal(test[0][0].numpy(), whole[start : start + frames].T)
+    assert setup("features.n_mels=64").datasets["train"][0][0].shape[0] == 64
+    assert len(list(features.glob("*.json"))) == 2
+    waveform_model = setup("model=wav2vec2", "model.pretrained=false")  # raw samples: nothing to precompute
+    assert waveform_model.datasets["train"][0][0].dim() == 1 and len(list(features.glob("*.json"))) == 2

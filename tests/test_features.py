@@ -59,3 +59,16 @@ def test_front_end_computes_what_torchaudio_computes(kind):
     feats, frames = frontend(waves, torch.full((3,), 16000))
     assert feats.shape == expected.shape and frames.tolist() == [expected.shape[-1]] * 3
     torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_a_gain_on_the_log_mel_is_a_gain_on_the_waveform():
+    waves, lengths = torch.randn(2, 20000) * 0.1, torch.tensor([20000, 15000])
+    gain_db = torch.tensor([6.0, -4.0])
+    scaled = waves * 10 ** (gain_db[:, None] / 20)
+    front = FeatureFrontend(normalize="none")
+    on_mel, _ = front(waves, lengths, gain_db)
+    torch.testing.assert_close(on_mel, front(scaled, lengths)[0], atol=1e-4, rtol=1e-4)
+    from_cached_log_mel, _ = front(*front.log_mel(waves, lengths), gain_db)
+    torch.testing.assert_close(from_cached_log_mel, on_mel)
+    raw = FeatureFrontend("waveform")
+    torch.testing.assert_close(raw(waves, lengths, gain_db)[0], raw(scaled, lengths)[0])

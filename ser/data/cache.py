@@ -1,13 +1,18 @@
-"""Decode + resample + mono-mix once; every epoch after that reads one flat file.
+"""Decode + resample + mono-mix once (and, for spectral front ends, compute the log-mel once);
+every epoch after that reads one flat file.
 
-A cache is keyed by the sample rate and every file's path, size and modification time, so
-editing, adding or removing a file builds a new one. The waveforms of all clips sit end to
-end in one float32 file; a clip is one ``pread`` of its byte range. The OS page cache holds
-the file once, shared by every DataLoader worker and every parallel run, and no process's
-resident memory grows with the corpus: reading through a memory map instead puts every
-page a process touches into its RSS (the whole corpus after an epoch, in each worker),
-which is what per-process memory accounting such as SLURM's sums and kills jobs over.
-Nothing is ever written into the corpus folder.
+A cache holds the clips of a corpus end to end in one float32 file, each clip a run of rows
+of a fixed width: one sample per row for waveforms, one frame of ``n_mels`` values per row
+for log-mel features (time-major, so a crop is one contiguous read). A clip is one ``pread``
+of its byte range. The OS page cache holds the file once, shared by every DataLoader worker
+and every parallel run, and no process's resident memory grows with the corpus: reading
+through a memory map instead puts every page a process touches into its RSS (the whole
+corpus after an epoch, in each worker), which is what per-process memory accounting such as
+SLURM's sums and kills jobs over. Nothing is ever written into the corpus folder.
+
+The waveform cache is keyed by the sample rate and every file's path, size and modification
+time, so editing, adding or removing a file builds a new one; the feature cache is keyed by
+its waveform cache and the front end's parameters.
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import torch
 from rich.progress import track
+from torch.nn.utils.rnn import pad_sequence
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
+FEATURE_BATCH = 64  # clips per front-end call while building the feature cache
 
 
 def cache_key(paths: list[str], sample_rate: int) -> str:
@@ -36,13 +45,15 @@ def cache_key(paths: list[str], sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
-class WaveformCache:
-    """Read-only view of a built cache: ``cache[path]`` is that clip's float32 samples."""
+class ClipCache:
+    """Read-only view of a built cache: ``cache[path]`` is that clip's rows (float32)."""
 
-    def __init__(self, data_file: Path, offsets: dict[str, tuple[int, int]], failed: dict[str, str]):
+    def __init__(self, data_file: Path, offsets: dict[str, tuple[int, int]], failed: dict[str, str],
+                 width: int = 1):
         self.data_file = data_file
-        self.offsets = offsets  # path -> (first sample, number of samples)
+        self.offsets = offsets  # path -> (first row, number of rows)
         self.failed = failed  # path -> why it could not be decoded
+        self.width = width  # values per row: 1 (a waveform sample) or n_mels (a feature frame)
         self._fd, self._pid = None, None
 
     def __contains__(self, path: str) -> bool:
@@ -52,17 +63,19 @@ class WaveformCache:
         return self.read(path)
 
     def length(self, path: str) -> int:
+        """Rows of a clip: samples of a waveform, frames of a feature matrix."""
         return self.offsets[path][1]
 
     def read(self, path: str, start: int = 0, count: int | None = None) -> np.ndarray:
-        """Samples ``start`` to ``start + count`` of a clip (to its end by default), a fresh array."""
+        """Rows ``start`` to ``start + count`` of a clip (to its end by default), a fresh array:
+        ``[rows]`` for waveforms, ``[rows, width]`` for features."""
         first, length = self.offsets[path]
         count = length - start if count is None else min(count, length - start)
-        samples = np.empty(count, dtype=np.float32)
-        got = os.preadv(self._descriptor(), [memoryview(samples).cast("B")], 4 * (first + start))
-        if got != samples.nbytes:
-            raise OSError(f"the waveform cache {self.data_file} is truncated; delete it to rebuild")
-        return samples
+        rows = np.empty((count, self.width) if self.width > 1 else count, dtype=np.float32)
+        got = os.preadv(self._descriptor(), [memoryview(rows).cast("B")], 4 * self.width * (first + start))
+        if got != rows.nbytes:
+            raise OSError(f"the cache {self.data_file} is truncated; delete it to rebuild")
+        return rows
 
     def _descriptor(self) -> int:
         # One descriptor per process: DataLoader workers get their own on first read.
@@ -74,38 +87,74 @@ class WaveformCache:
         return {**self.__dict__, "_fd": None, "_pid": None}
 
     @classmethod
+    def load(cls, base: Path) -> ClipCache:
+        index = json.loads(base.with_suffix(".json").read_text())
+        offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
+        return cls(base.with_suffix(".f32"), offsets, index["failed"], index.get("width", 1))
+
+
+class WaveformCache(ClipCache):
+    """Every clip decoded, mixed to mono and resampled once: one sample per row."""
+
+    @classmethod
     def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
         """Load the cache for exactly these files, building it first if needed."""
         base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate)
-        index_file = base.with_suffix(".json")
-        if not index_file.is_file():
-            build(paths, sample_rate, base)
-        index = json.loads(index_file.read_text())
-        offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
-        return cls(base.with_suffix(".f32"), offsets, index["failed"])
+        if not base.with_suffix(".json").is_file():
+            with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+                results = pool.map(lambda path: try_load_mono(path, sample_rate), paths)
+                write(base, zip(paths, results), len(paths), "Decoding audio into the cache",
+                      sample_rate=sample_rate)
+        return cls.load(base)
 
 
-def build(paths: list[str], sample_rate: int, base: Path) -> None:
-    """Decode every file, on threads, into ``base``."""
+class FeatureCache(ClipCache):
+    """The log-mel of every clip of a waveform cache, computed once with the model's own front
+    end (before the per-utterance normalisation, which a crop changes): one frame per row."""
+
+    @classmethod
+    def open(cls, waveforms: WaveformCache, frontend, cache_dir: str | Path) -> FeatureCache:
+        """Load the features of every clip in ``waveforms``, computing them first if needed."""
+        spec = json.dumps({"waveforms": waveforms.data_file.stem, **frontend.log_mel_spec()}, sort_keys=True)
+        base = Path(cache_dir).expanduser() / "features" / hashlib.sha1(spec.encode()).hexdigest()[:16]
+        if not base.with_suffix(".json").is_file():
+            paths = list(waveforms.offsets)
+            write(base, log_mels(waveforms, paths, frontend), len(paths), "Computing log-mel features once",
+                  width=frontend.n_mels, spec=json.loads(spec))
+        return cls.load(base)
+
+
+@torch.no_grad()
+def log_mels(waveforms: WaveformCache, paths: list[str], frontend) -> Iterator[tuple[str, tuple]]:
+    """(path, (frames[T, n_mels], None)) for every clip, computed in batches of similar length."""
+    device = next(frontend.buffers()).device
+    order = sorted(paths, key=waveforms.length)
+    for start in range(0, len(order), FEATURE_BATCH):
+        chunk = order[start : start + FEATURE_BATCH]
+        waves = pad_sequence([torch.from_numpy(waveforms[p]) for p in chunk], batch_first=True)
+        lengths = torch.tensor([waveforms.length(p) for p in chunk])
+        mel, frames = frontend.log_mel(waves.to(device), lengths.to(device))
+        for path, clip, n in zip(chunk, mel.cpu(), frames.tolist()):
+            yield path, (clip[:, :n].T.contiguous().numpy(), None)
+
+
+def write(base: Path, results: Iterable[tuple[str, tuple[np.ndarray | None, str | None]]], total: int,
+          description: str, width: int = 1, **info) -> None:
+    """Write (path, (rows, None) or (None, why it failed)) into the cache at ``base``."""
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp_data = base.with_suffix(f".f32.{os.getpid()}.tmp")
     clips, failed, offset = [], {}, 0
-    with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool, open(tmp_data, "wb") as out:
-        results = pool.map(lambda path: try_load_mono(path, sample_rate), paths)
-        for path, (samples, error) in track(zip(paths, results), total=len(paths),
-                                            description="Decoding audio into the cache",
-                                            transient=True):
+    with open(tmp_data, "wb") as out:
+        for path, (rows, error) in track(results, total=total, description=description, transient=True):
             if error is not None:
                 failed[path] = error
                 continue
-            out.write(samples.tobytes())
-            clips.append((path, offset, len(samples)))
-            offset += len(samples)
+            out.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
+            clips.append((path, offset, len(rows)))
+            offset += len(rows)
     # Data first, index last, each renamed into place: a present index means a whole cache.
     os.replace(tmp_data, base.with_suffix(".f32"))
     tmp_index = base.with_suffix(f".json.{os.getpid()}.tmp")
-    tmp_index.write_text(json.dumps({"sample_rate": sample_rate, "total": offset,
-                                     "clips": clips, "failed": failed}))
+    tmp_index.write_text(json.dumps({**info, "width": width, "total": offset, "clips": clips, "failed": failed}))
     os.replace(tmp_index, base.with_suffix(".json"))
-    log.info("Cached %d clips (%.1f min of audio) at %s", len(clips),
-             offset / sample_rate / 60, base.with_suffix(".f32"))
+    log.info("Cached %d clips (%d rows of %d) at %s", len(clips), offset, width, base.with_suffix(".f32"))

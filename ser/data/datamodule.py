@@ -1,7 +1,14 @@
 """The one LightningDataModule every corpus reuses.
 
 corpus folder --parser--> clips (path, speaker, emotion) --split--> train/val/test
-             --cache--> mono float32 at ``sample_rate`` --loader--> (waves[B,T], lengths[B], labels[B])
+             --cache--> mono float32 at ``sample_rate``
+             [--feature cache--> log-mel of each clip, computed once with the model's front end]
+             --loader--> (inputs[B, ..., T], lengths[B], labels[B])
+
+Inputs are waveforms ``[B, samples]``, or with a spectral front end and
+``precompute_features`` (the default) log-mel ``[B, n_mels, frames]``: per step that saves the
+STFT and mel filterbank of every clip (measured: ~15 ms of a 32-clip CPU step) and loading
+reads a quarter of the bytes.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ser.data.cache import WaveformCache
+from ser.data.cache import ClipCache, FeatureCache, WaveformCache
 from ser.data.corpora import Clip, Corpus
 from ser.data.emotions import check_emotions
 from ser.data.splits import SPLITS, assign_splits
@@ -28,38 +35,40 @@ log = logging.getLogger(__name__)
 
 
 class ClipDataset(Dataset):
-    """Clips of one split, read from the waveform cache (only the cropped part, if cropped)."""
+    """Clips of one split, read from a cache (only the cropped part, if cropped): waveforms
+    ``[samples]`` or log-mel ``[n_mels, frames]``; ``max_len`` counts samples or frames."""
 
-    def __init__(self, cache: WaveformCache, paths: list[str], labels: list[int],
-                 max_samples: int | None, crop: str):
+    def __init__(self, cache: ClipCache, paths: list[str], labels: list[int], max_len: int | None, crop: str):
         self.cache, self.paths, self.labels = cache, paths, labels
-        self.max_samples, self.crop = max_samples, crop
+        self.max_len, self.crop = max_len, crop
 
     def __len__(self):
         return len(self.paths)
 
     def lengths(self) -> list[int]:
         n = [self.cache.length(p) for p in self.paths]
-        return [min(x, self.max_samples) for x in n] if self._crops() else n
+        return [min(x, self.max_len) for x in n] if self._crops() else n
 
     def _crops(self) -> bool:
-        return self.max_samples is not None and self.crop != "none"
+        return self.max_len is not None and self.crop != "none"
 
     def __getitem__(self, i):
         path, start, count = self.paths[i], 0, None
-        if self._crops() and (excess := self.cache.length(path) - self.max_samples) > 0:
+        if self._crops() and (excess := self.cache.length(path) - self.max_len) > 0:
             start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
-            count = self.max_samples
-        return torch.from_numpy(self.cache.read(path, start, count)), self.labels[i]
+            count = self.max_len
+        rows = torch.from_numpy(self.cache.read(path, start, count))
+        return rows.movedim(0, -1), self.labels[i]  # time last (a view; the batch is one copy)
 
 
 def pad_batch(items):
-    """Zero-pad a list of (waveform, label) to the longest clip; the true lengths travel along."""
-    waves, labels = zip(*items)
-    lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for row, wave in zip(batch, waves):
-        row[: len(wave)] = wave
+    """Zero-pad a list of (clip, label) along time, the last axis, to the longest clip; the
+    true lengths travel along."""
+    clips, labels = zip(*items)
+    lengths = torch.tensor([clip.shape[-1] for clip in clips])
+    batch = torch.zeros(len(clips), *clips[0].shape[:-1], int(lengths.max()))
+    for row, clip in zip(batch, clips):
+        row[..., : clip.shape[-1]] = clip
     return batch, lengths, torch.tensor(labels)
 
 
@@ -130,6 +139,7 @@ class SERDataModule(L.LightningDataModule):
         eval_crop: str = "center",
         min_samples: int = 2048,
         cache_dir: str = ".cache",
+        precompute_features: bool = True,
     ):
         super().__init__()
         self.corpus, self.root = corpus, root
@@ -148,32 +158,46 @@ class SERDataModule(L.LightningDataModule):
             raise ValueError(f"data.eval_crop must be center or none, not {eval_crop!r}")
         self.eval_crop = eval_crop
         self.min_samples, self.cache_dir = min_samples, cache_dir
+        self.precompute_features = precompute_features
         self.clips: list[Clip] = []
         self.assignment: list[str] = []
         self.datasets: dict[str, ClipDataset] = {}
 
     # -- preparation -----------------------------------------------------------------------
     def prepare_data(self):
-        """Runs once per machine: generate (synthetic) data and build the waveform cache."""
+        """Runs once per machine: generate (synthetic) data and build the caches."""
         self.corpus.prepare(self.root)
         clips = self._scan()
-        WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        if (frontend := self.feature_frontend()) is not None:
+            FeatureCache.open(waveforms, frontend, self.cache_dir)
 
     def setup(self, stage: str | None = None):
         if self.datasets:
             return
         clips = self._scan()
-        cache = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
-        self.clips = self._usable(clips, cache)
+        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        self.clips = self._usable(clips, waveforms)
         self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
                                         self.split, **self.split_args)
+        cache, max_len = waveforms, self.max_samples
+        if (frontend := self.feature_frontend()) is not None:
+            cache = FeatureCache.open(waveforms, frontend, self.cache_dir)
+            max_len = max_len and int(frontend.frame_lengths(torch.tensor(max_len)))
         for name in SPLITS:
             members = [c for c, s in zip(self.clips, self.assignment) if s == name]
             crop = "random" if name == "train" else self.eval_crop
             self.datasets[name] = ClipDataset(cache, [c.path for c in members],
-                                              [self.classes.index(c.emotion) for c in members],
-                                              self.max_samples, crop)
+                                              [self.classes.index(c.emotion) for c in members], max_len, crop)
         self._log_summary()
+
+    def feature_frontend(self):
+        """The model's front end when its log-mel can be computed once per clip here: with
+        ``precompute_features``, a spectral front end and a trainer that holds the model. The
+        model's own module, so the features cannot drift from what it computes itself."""
+        model = self.trainer.lightning_module if self.precompute_features and self.trainer else None
+        frontend = getattr(model, "frontend", None)
+        return frontend if getattr(frontend, "kind", None) in ("logmel", "mfcc") else None
 
     def _scan(self) -> list[Clip]:
         clips, skipped = self.corpus.scan(self.root)
@@ -198,7 +222,8 @@ class SERDataModule(L.LightningDataModule):
         counts = {name: len(ds) for name, ds in self.datasets.items()}
         speakers = {name: len({c.speaker for c, s in zip(self.clips, self.assignment) if s == name})
                     for name in SPLITS}
-        log.info("Split %s: %s clips, %s speakers", self.split, counts, speakers)
+        inputs = "log-mel, computed once" if isinstance(self.datasets["train"].cache, FeatureCache) else "waveforms"
+        log.info("Split %s: %s clips, %s speakers; inputs: %s", self.split, counts, speakers, inputs)
         for name, ds in self.datasets.items():
             if len(ds) == 0:
                 raise ValueError(f"the {name} split is empty; check data.root and data.emotions")
