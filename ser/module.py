@@ -69,6 +69,7 @@ class SERModule(L.LightningModule):
             self.net = torch.compile(self.net)
         self.loss = nn.CrossEntropyLoss()
         self.train_metrics = classification_metrics(num_classes, "train/")
+        self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
@@ -105,15 +106,31 @@ class SERModule(L.LightningModule):
         else:
             logits = self(inputs, lengths)
         loss = self.loss(logits, labels)
-        metrics = getattr(self, f"{split}_metrics")
-        metrics.update(logits.argmax(-1), labels)
+        preds = logits.argmax(-1)
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split != "test",
                  batch_size=len(labels), sync_dist=True)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val",
-                      batch_size=len(labels))
+        if split == "train":
+            # torchmetrics' update waits for the GPU (argument checks, bincount): per training
+            # step that stalls the host mid-step; the predictions are scored once per epoch.
+            self._train_predictions.append((preds.detach(), labels))
+            return loss
+        metrics = getattr(self, f"{split}_metrics")
+        metrics.update(preds, labels)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(labels))
         if split == "test":
-            self.confusion.update(logits.argmax(-1), labels)
+            self.confusion.update(preds, labels)
         return loss
+
+    def on_train_epoch_start(self):
+        self._train_predictions = []
+
+    def on_train_epoch_end(self):
+        if self._train_predictions:
+            preds, labels = (torch.cat(part) for part in zip(*self._train_predictions))
+            self._train_predictions = []
+            self.train_metrics.update(preds, labels)
+            self.log_dict(self.train_metrics.compute())  # (compute gathers every process's counts)
+            self.train_metrics.reset()
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -102,3 +102,23 @@ def test_missing_corpus_root_is_one_clear_paragraph(cache_dir, tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert str(tmp_path / "nowhere") in proc.stderr and "CREMA-D" in proc.stderr
+
+
+def test_training_metrics_score_each_epochs_predictions_once(compose_cfg, monkeypatch):
+    from hydra.utils import instantiate
+    from torchmetrics.classification import MulticlassRecall
+
+    module = instantiate(compose_cfg(["augment=none"]).model)
+    logged = {}
+    monkeypatch.setattr(module, "log_dict", lambda values, **_: logged.update(values))
+    monkeypatch.setattr(module, "log", lambda *_, **__: None)  # (no trainer to log to)
+    torch.manual_seed(0)
+    batches = [(torch.randn(4, 16000) * 0.1, torch.full((4,), 16000), torch.randint(0, 6, (4,))) for _ in range(3)]
+    for epoch in (batches, batches[:1]):
+        module.on_train_epoch_start()
+        for batch in epoch:
+            module.training_step(batch, 0)
+        preds, labels = (torch.cat(p) for p in zip(*module._train_predictions))
+        assert len(labels) == 4 * len(epoch)
+        module.on_train_epoch_end()
+        assert float(logged["train/uar"]) == pytest.approx(float(MulticlassRecall(6, average="macro")(preds, labels)))
