@@ -3,7 +3,8 @@
   a. seed 004's pipeline as published (``seed004.py``: per-item features in __getitem__,
      every spectrogram padded/cropped to 160 frames, DataLoader defaults, its Base_CNN_GRU);
   b. ser: train.py's DataModule and LightningModule (config as composed by train.py);
-  c. ser's network alone on the same batches, features pre-made and in memory: the limit.
+  c. ser's network alone on the same batches, features pre-made and in memory: the limit
+     (an epoch of it after each epoch of b, so that both meet the same machine).
 
     python benchmarks/pipeline.py                     # CREMA-D-sized: data=synthetic_cremad
     python benchmarks/pipeline.py --speakers 24       # quicker: 24 speakers x 82 clips
@@ -11,12 +12,14 @@
 
 Prints seconds per epoch, speedup = a / b, efficiency = c / b, the test UAR of a and b after
 the same number of epochs on the same speaker-independent split, the first (cache-cold)
-epoch against a warm one, and the peak resident memory of the ser training run.
+epoch against a warm one, and the peak resident memory of the ser training run (with c's
+batches beside it: an upper bound).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import resource
 import shutil
 import tempfile
@@ -43,43 +46,57 @@ class EpochTimer(L.Callback):
         self.seconds.append(time.perf_counter() - self.start)
 
 
+class NetworkAlone(L.Callback):
+    """c, interleaved with b: after each of b's epochs, one epoch of ser's network alone on
+    the same batches, their features pre-made and in memory (the limit). The network is a copy
+    taken before training, with b's optimiser and precision. Interleaved rather than run after
+    b because a shared machine's speed drifts: each c epoch runs next to a b epoch."""
+
+    def __init__(self, precision: str):
+        self.half = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
+        self.seconds = []
+
+    def on_train_start(self, trainer, module):
+        device, start = module.device, time.perf_counter()
+        with torch.no_grad():
+            self.batches = [(*module.frontend(inputs.to(device), lengths.to(device)), labels.to(device))
+                            for inputs, lengths, labels in trainer.datamodule.train_dataloader()]
+        self.net = copy.deepcopy(module.net).train()
+        self.optimizer = instantiate(module.hparams.optimizer, params=self.net.parameters())
+        self.setup_seconds = time.perf_counter() - start
+
+    def on_train_epoch_end(self, trainer, module):
+        rng = torch.random.get_rng_state(), torch.cuda.get_rng_state_all()  # b's draws stay b's
+        autocast = torch.autocast(module.device.type, dtype=self.half or torch.float32, enabled=self.half is not None)
+        start = time.perf_counter()
+        for feats, frames, labels in self.batches:
+            with autocast:
+                loss = F.cross_entropy(self.net(feats, frames), labels)
+            self.optimizer.zero_grad()
+            loss.backward()
+            self.optimizer.step()
+        sync()
+        self.seconds.append(time.perf_counter() - start)
+        torch.random.set_rng_state(rng[0])
+        torch.cuda.set_rng_state_all(rng[1])
+
+
 def run_ser(cfg, epochs: int):
-    """Seconds of each training epoch and the test UAR, through Lightning as train.py runs."""
+    """b through Lightning as train.py runs it, with c interleaved: seconds of each epoch of b and
+    of c, of the whole fit, and b's test UAR."""
     L.seed_everything(0, workers=True)
     dm, module = instantiate(cfg.data), instantiate(cfg.model)
-    timer = EpochTimer()
+    timer, alone = EpochTimer(), NetworkAlone(cfg.trainer.precision)
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[timer], limit_val_batches=0,
+                        enable_model_summary=False, callbacks=[timer, alone], limit_val_batches=0,
                         accelerator="auto", devices=1, precision=cfg.trainer.precision,
-                        gradient_clip_val=cfg.trainer.gradient_clip_val)
-    trainer.fit(module, datamodule=dm)
+                        gradient_clip_val=cfg.trainer.gradient_clip_val,
+                        profiler=cfg.trainer.get("profiler"))  # +trainer.profiler=simple: where b's time goes
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)  # (builds the feature cache before the first epoch)
+    fit = time.perf_counter() - start - alone.setup_seconds - sum(alone.seconds)  # b's part
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
-    return timer.seconds, result["test/uar"], dm, module
-
-
-def run_model_only(dm, module, epochs: int, precision: str) -> list[float]:
-    """The network alone on the same batches, features pre-made and in memory, at b's precision."""
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")  # where b trained
-    module.to(device)  # (Lightning hands the module back on the CPU after fit)
-    half = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
-    autocast = torch.autocast(device.type, dtype=half or torch.float32, enabled=half is not None)
-    with torch.no_grad():
-        batches = [(*module.frontend(waves.to(device), lengths.to(device)), labels.to(device))
-                   for waves, lengths, labels in dm.train_dataloader()]
-    net = module.net.train()
-    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
-    seconds = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        for feats, frames, labels in batches:
-            with autocast:
-                loss = F.cross_entropy(net(feats, frames), labels)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        sync()
-        seconds.append(time.perf_counter() - start)
-    return seconds
+    return timer.seconds, alone.seconds, fit, result["test/uar"], dm
 
 
 def split_of(dm, name: str) -> tuple[list[str], list[int]]:
@@ -131,9 +148,11 @@ def benchmark(args, corpus_dir: str, waveforms: str):
     print(f"corpus: {len(dm.clips)} clips, {args.speakers} speakers, {hours:.2f} h of training audio "
           f"({synthesis:.0f} s to synthesise, not counted); split {dm.split_counts()}", flush=True)
 
-    ser_epochs, ser_uar, dm_b, module = run_ser(cfg, args.epochs)
-    rss = peak_rss_gib()  # before a and c add their own
-    limit = run_model_only(dm_b, module, args.epochs, cfg.trainer.precision)
+    ser_epochs, limit, fit, ser_uar, dm_b = run_ser(cfg, args.epochs)
+    # Cold: the waveform cache's build, everything fit does before and between epochs (the
+    # feature cache's build among it) and the first epoch.
+    cold = cache_build + (fit - sum(ser_epochs)) + ser_epochs[0]
+    rss = peak_rss_gib()  # before a adds its own; c's batches are in it: an upper bound on b's
     seed_epochs, seed_uar = seed004.train_and_test(split_of(dm, "train"), split_of(dm, "test"), args.epochs)
 
     # The fastest epoch of each (timeit's convention: a shared machine's noise only adds
@@ -144,8 +163,8 @@ def benchmark(args, corpus_dir: str, waveforms: str):
     print(f"| b. ser | {ser:.1f} | {ser_uar:.3f} |")
     print(f"| c. ser's network alone | {alone:.1f} | |")
     print(f"\nspeedup a/b = {seed / ser:.2f}x   efficiency c/b = {alone / ser:.2f}   "
-          f"first epoch with a cold cache / warm = {(cache_build + ser_epochs[0]) / ser:.2f} "
-          f"(cache build {cache_build:.0f} s)   peak RSS of b = {rss:.2f} GiB")
+          f"first epoch with a cold cache / warm = {cold / ser:.2f} "
+          f"(waveform cache build {cache_build:.0f} s)   peak RSS of b = {rss:.2f} GiB")
     print(f"machine: {machine()}; precision {cfg.trainer.precision}, batch {cfg.data.batch_size}, "
           f"{dm_b.worker_count()} loader workers; fastest epoch of {args.epochs} (ser: of its warm ones)")
 
