@@ -129,8 +129,9 @@ class SERModule(L.LightningModule):
             preds, labels = (torch.cat(part) for part in zip(*self._train_predictions))
             self._train_predictions = []
             self.train_metrics.update(preds, labels)
-            self.log_dict(self.train_metrics.compute())  # (compute gathers every process's counts)
-            self.train_metrics.reset()
+            # Logged as metric objects: Lightning computes them (gathering every process's
+            # counts, at the point where all processes do) and resets them.
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

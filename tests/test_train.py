@@ -110,7 +110,11 @@ def test_training_metrics_score_each_epochs_predictions_once(compose_cfg, monkey
 
     module = instantiate(compose_cfg(["augment=none"]).model)
     logged = {}
-    monkeypatch.setattr(module, "log_dict", lambda values, **_: logged.update(values))
+
+    def log_dict(metrics, **_):  # what Lightning does with logged metric objects at epoch end
+        logged.update(metrics.compute())
+        metrics.reset()
+    monkeypatch.setattr(module, "log_dict", log_dict)
     monkeypatch.setattr(module, "log", lambda *_, **__: None)  # (no trainer to log to)
     torch.manual_seed(0)
     batches = [(torch.randn(4, 16000) * 0.1, torch.full((4,), 16000), torch.randint(0, 6, (4,))) for _ in range(3)]
