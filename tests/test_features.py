@@ -36,15 +36,43 @@ def test_utterance_normalisation_removes_gain():
     assert torch.allclose(a, b, atol=1e-3)
 
 
-def test_augmentation_masks_only_inside_real_frames():
+def test_spec_augment_masks_one_band_and_one_span_inside_real_frames():
     torch.manual_seed(0)
     aug = Augment(freq_mask=10, time_mask=5, p=1.0)
-    feats = torch.ones(4, 128, 50)
-    frames = torch.tensor([50, 30, 20, 10])
+    frames = torch.tensor([50, 30, 20, 10] * 50)
+    out = aug.features(torch.ones(len(frames), 128, 50), frames)
+    for clip, n in zip(out, frames.tolist()):
+        assert (clip[:, n:] == 0).all()  # padding stays zero
+        real = clip[:, :n]
+        masked_bins = (real == 0).all(dim=1).nonzero().flatten()
+        masked_frames = (real == 0).all(dim=0).nonzero().flatten()
+        for span, widest in ((masked_bins, 10), (masked_frames, 5)):  # one contiguous span each
+            assert len(span) <= widest
+            if len(span):
+                assert span[-1] - span[0] + 1 == len(span)
+        # everything else is untouched
+        assert real.sum() == (128 - len(masked_bins)) * (n - len(masked_frames))
+
+
+def test_spec_augment_masks_short_clips_in_a_long_batch_as_often_as_long_ones():
+    torch.manual_seed(0)
+    aug = Augment(freq_mask=0, time_mask=35, p=0.5)
+    frames = torch.tensor([12, 400] * 4000)
+    out = aug.features(torch.ones(len(frames), 2, 400), frames)
+    masked = (out[:, 0] == 0) & (torch.arange(400) < frames[:, None])  # masked real frames
+    hit = masked.any(dim=1).float()
+    expected = 0.5 * 35 / 36  # applied with p, and a width of 0 is drawn 1 time in 36
+    assert abs(hit[0::2].mean() - expected) < 0.03 and abs(hit[1::2].mean() - expected) < 0.03
+    widths = masked.sum(dim=1).float()
+    assert abs(widths[1::2][widths[1::2] > 0].mean() - 18) < 1.0  # uniform in 1..35
+    assert widths[0::2].max() == 12  # a span never leaves the clip
+
+
+def test_spec_augment_with_p_zero_only_zeroes_padding():
+    aug = Augment(p=0.0)
+    feats, frames = torch.randn(3, 128, 40), torch.tensor([40, 25, 7])
     out = aug.features(feats, frames)
-    assert (out[1, :, 30:] == 0).all() and (out[3, :, 10:] == 0).all()
-    assert (out == 0).any(dim=(1, 2)).all()  # every clip got masked somewhere
-    assert out[0].sum() < feats[0].sum()
+    torch.testing.assert_close(out, feats * (torch.arange(40) < frames[:, None])[:, None, :])
 
 
 @pytest.mark.parametrize("kind", ["logmel", "mfcc"])
