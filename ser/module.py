@@ -69,7 +69,7 @@ class SERModule(L.LightningModule):
             self.net = torch.compile(self.net)
         self.loss = nn.CrossEntropyLoss()
         self.train_metrics = classification_metrics(num_classes, "train/")
-        self._train_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, labels
         self.val_metrics = classification_metrics(num_classes, "val/")
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
@@ -107,13 +107,14 @@ class SERModule(L.LightningModule):
             logits = self(inputs, lengths)
         loss = self.loss(logits, labels)
         preds = logits.argmax(-1)
+        if split == "train":
+            # Nothing is logged per training step: torchmetrics' update waits for the GPU
+            # (argument checks, bincount) and each self.log costs host time, both mid-step.
+            # Loss and predictions stay on the device and are scored once per epoch.
+            self._train_outputs.append((loss.detach(), preds.detach(), labels))
+            return loss
         self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split != "test",
                  batch_size=len(labels), sync_dist=True)
-        if split == "train":
-            # torchmetrics' update waits for the GPU (argument checks, bincount): per training
-            # step that stalls the host mid-step; the predictions are scored once per epoch.
-            self._train_predictions.append((preds.detach(), labels))
-            return loss
         metrics = getattr(self, f"{split}_metrics")
         metrics.update(preds, labels)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(labels))
@@ -122,16 +123,21 @@ class SERModule(L.LightningModule):
         return loss
 
     def on_train_epoch_start(self):
-        self._train_predictions = []
+        self._train_outputs = []
 
     def on_train_epoch_end(self):
-        if self._train_predictions:
-            preds, labels = (torch.cat(part) for part in zip(*self._train_predictions))
-            self._train_predictions = []
-            self.train_metrics.update(preds, labels)
-            # Logged as metric objects: Lightning computes them (gathering every process's
-            # counts, at the point where all processes do) and resets them.
-            self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        if not self._train_outputs:
+            return
+        losses, preds, labels = zip(*self._train_outputs)
+        self._train_outputs = []
+        sizes = torch.tensor([len(batch) for batch in labels], device=losses[0].device)
+        # The mean over clips, as self.log(..., batch_size=...) per step would have given.
+        loss = (torch.stack(losses) * sizes).sum() / sizes.sum()
+        self.log("train/loss", loss, prog_bar=True, sync_dist=True)
+        self.train_metrics.update(torch.cat(preds), torch.cat(labels))
+        # Logged as metric objects: Lightning computes them (gathering every process's
+        # counts, at the point where all processes do) and resets them.
+        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")

@@ -104,7 +104,7 @@ def test_missing_corpus_root_is_one_clear_paragraph(cache_dir, tmp_path):
     assert str(tmp_path / "nowhere") in proc.stderr and "CREMA-D" in proc.stderr
 
 
-def test_training_metrics_score_each_epochs_predictions_once(compose_cfg, monkeypatch):
+def test_training_loss_and_metrics_score_each_epochs_outputs_once(compose_cfg, monkeypatch):
     from hydra.utils import instantiate
     from torchmetrics.classification import MulticlassRecall
 
@@ -115,14 +115,17 @@ def test_training_metrics_score_each_epochs_predictions_once(compose_cfg, monkey
         logged.update(metrics.compute())
         metrics.reset()
     monkeypatch.setattr(module, "log_dict", log_dict)
-    monkeypatch.setattr(module, "log", lambda *_, **__: None)  # (no trainer to log to)
+    monkeypatch.setattr(module, "log", lambda name, value, **_: logged.__setitem__(name, value))
     torch.manual_seed(0)
-    batches = [(torch.randn(4, 16000) * 0.1, torch.full((4,), 16000), torch.randint(0, 6, (4,))) for _ in range(3)]
+    batches = [(torch.randn(n, 16000) * 0.1, torch.full((n,), 16000), torch.randint(0, 6, (n,))) for n in (4, 4, 2)]
     for epoch in (batches, batches[:1]):
         module.on_train_epoch_start()
-        for batch in epoch:
-            module.training_step(batch, 0)
-        preds, labels = (torch.cat(p) for p in zip(*module._train_predictions))
-        assert len(labels) == 4 * len(epoch)
+        losses = [module.training_step(batch, 0).detach() for batch in epoch]
+        assert not logged  # nothing per step
+        preds, labels = (torch.cat(p) for p in zip(*[out[1:] for out in module._train_outputs]))
+        assert len(labels) == sum(len(batch[2]) for batch in epoch)
         module.on_train_epoch_end()
         assert float(logged["train/uar"]) == pytest.approx(float(MulticlassRecall(6, average="macro")(preds, labels)))
+        per_clip = sum(loss * len(batch[2]) for loss, batch in zip(losses, epoch)) / len(labels)
+        assert float(logged["train/loss"]) == pytest.approx(float(per_clip))
+        logged.clear()
