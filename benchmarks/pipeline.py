@@ -3,8 +3,9 @@
   a. seed 004's pipeline as published (``seed004.py``: per-item features in __getitem__,
      every spectrogram padded/cropped to 160 frames, DataLoader defaults, its Base_CNN_GRU);
   b. ser: train.py's DataModule and LightningModule (config as composed by train.py);
-  c. ser's network alone on the same batches, features pre-made and in memory: the limit
-     (an epoch of it after each epoch of b, so that both meet the same machine).
+  c. ser's network alone on the same batches, features pre-made and in memory, updated as b
+     updates it (optimiser, gradient clipping, precision): the limit (an epoch of it after
+     each epoch of b, so that both meet the same machine).
 
     python benchmarks/pipeline.py                     # CREMA-D-sized: data=synthetic_cremad
     python benchmarks/pipeline.py --speakers 24       # quicker: 24 speakers x 82 clips
@@ -49,8 +50,10 @@ class EpochTimer(L.Callback):
 class NetworkAlone(L.Callback):
     """c, interleaved with b: after each of b's epochs, one epoch of ser's network alone on
     the same batches, their features pre-made and in memory (the limit). The network is a copy
-    taken before training, with b's optimiser and precision. Interleaved rather than run after
-    b because a shared machine's speed drifts: each c epoch runs next to a b epoch."""
+    taken before training and is updated as b updates it (b's optimiser, gradient clipping and
+    precision): what c leaves out is the data path and the framework, not part of the update
+    rule. Interleaved rather than run after b because a shared machine's speed drifts: each
+    c epoch runs next to a b epoch."""
 
     def __init__(self, precision: str):
         self.half = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(str(precision))
@@ -63,6 +66,9 @@ class NetworkAlone(L.Callback):
                             for inputs, lengths, labels in trainer.datamodule.train_dataloader()]
         self.net = copy.deepcopy(module.net).train()
         self.optimizer = instantiate(module.hparams.optimizer, params=self.net.parameters())
+        if trainer.gradient_clip_val and trainer.gradient_clip_algorithm not in (None, "norm"):
+            raise ValueError("the network-alone loop clips gradients by norm only, as ser's trainer configs do")
+        self.clip_norm = trainer.gradient_clip_val
         self.setup_seconds = time.perf_counter() - start
 
     def on_train_epoch_end(self, trainer, module):
@@ -74,6 +80,8 @@ class NetworkAlone(L.Callback):
                 loss = F.cross_entropy(self.net(feats, frames), labels)
             self.optimizer.zero_grad()
             loss.backward()
+            if self.clip_norm:
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), self.clip_norm)
             self.optimizer.step()
         sync()
         self.seconds.append(time.perf_counter() - start)
