@@ -13,8 +13,8 @@
 
 Prints seconds per epoch, speedup = a / b, efficiency = c / b, the test UAR of a and b after
 the same number of epochs on the same speaker-independent split, the first (cache-cold)
-epoch against a warm one, and the peak resident memory of the ser training run (with c's
-batches beside it: an upper bound).
+epoch against a warm one, and the peak resident memory of the ser training run (c's
+pre-made features, resident in the same process on a CPU run, are not counted).
 """
 
 from __future__ import annotations
@@ -61,9 +61,12 @@ class NetworkAlone(L.Callback):
 
     def on_train_start(self, trainer, module):
         device, start = module.device, time.perf_counter()
+        self.peak_rss_before = peak_rss_gib()  # b's, before c's features join it in memory
         with torch.no_grad():
             self.batches = [(*module.frontend(inputs.to(device), lengths.to(device)), labels.to(device))
                             for inputs, lengths, labels in trainer.datamodule.train_dataloader()]
+        # On a CPU run c's features sit in this process's memory beside b's from here on.
+        self.host_gib = sum(t.nbytes for batch in self.batches for t in batch if t.device.type == "cpu") / 2**30
         self.net = copy.deepcopy(module.net).train()
         self.optimizer = instantiate(module.hparams.optimizer, params=self.net.parameters())
         if trainer.gradient_clip_val and trainer.gradient_clip_algorithm not in (None, "norm"):
@@ -91,7 +94,7 @@ class NetworkAlone(L.Callback):
 
 def run_ser(cfg, epochs: int):
     """b through Lightning as train.py runs it, with c interleaved: seconds of each epoch of b and
-    of c, of the whole fit, and b's test UAR."""
+    of c, of the whole fit, b's test UAR, the DataModule and b's peak resident memory in GiB."""
     L.seed_everything(0, workers=True)
     dm, module = instantiate(cfg.data), instantiate(cfg.model)
     timer, alone = EpochTimer(), NetworkAlone(cfg.trainer.precision)
@@ -104,7 +107,9 @@ def run_ser(cfg, epochs: int):
     trainer.fit(module, datamodule=dm)  # (builds the feature cache before the first epoch)
     fit = time.perf_counter() - start - alone.setup_seconds - sum(alone.seconds)  # b's part
     result = trainer.test(module, datamodule=dm, verbose=False)[0]
-    return timer.seconds, alone.seconds, fit, result["test/uar"], dm
+    # b's peak resident memory: the process's, less c's features where they were in it
+    peak_rss = max(alone.peak_rss_before, peak_rss_gib() - alone.host_gib)
+    return timer.seconds, alone.seconds, fit, result["test/uar"], dm, peak_rss
 
 
 def split_of(dm, name: str) -> tuple[list[str], list[int]]:
@@ -156,11 +161,10 @@ def benchmark(args, corpus_dir: str, waveforms: str):
     print(f"corpus: {len(dm.clips)} clips, {args.speakers} speakers, {hours:.2f} h of training audio "
           f"({synthesis:.0f} s to synthesise, not counted); split {dm.split_counts()}", flush=True)
 
-    ser_epochs, limit, fit, ser_uar, dm_b = run_ser(cfg, args.epochs)
+    ser_epochs, limit, fit, ser_uar, dm_b, rss = run_ser(cfg, args.epochs)
     # Cold: the waveform cache's build, everything fit does before and between epochs (the
     # feature cache's build among it) and the first epoch.
     cold = cache_build + (fit - sum(ser_epochs)) + ser_epochs[0]
-    rss = peak_rss_gib()  # before a adds its own; c's batches are in it: an upper bound on b's
     seed_epochs, seed_uar = seed004.train_and_test(split_of(dm, "train"), split_of(dm, "test"), args.epochs)
 
     # The fastest epoch of each (timeit's convention: a shared machine's noise only adds
