@@ -115,12 +115,13 @@ class FeatureCache(ClipCache):
     @classmethod
     def open(cls, waveforms: WaveformCache, frontend, cache_dir: str | Path) -> FeatureCache:
         """Load the features of every clip in ``waveforms``, computing them first if needed."""
-        spec = json.dumps({"waveforms": waveforms.data_file.stem, **frontend.log_mel_spec()}, sort_keys=True)
-        base = Path(cache_dir).expanduser() / "features" / hashlib.sha1(spec.encode()).hexdigest()[:16]
+        spec = {"waveforms": waveforms.data_file.stem, **frontend.log_mel_spec()}
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        base = Path(cache_dir).expanduser() / "features" / key
         if not base.with_suffix(".json").is_file():
             paths = list(waveforms.offsets)
             write(base, log_mels(waveforms, paths, frontend), len(paths), "Computing log-mel features once",
-                  width=frontend.n_mels, spec=json.loads(spec))
+                  width=frontend.n_mels, spec=spec)
         return cls.load(base)
 
 
