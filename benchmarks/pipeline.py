@@ -60,6 +60,8 @@ class NetworkAlone(L.Callback):
         self.seconds = []
 
     def on_train_start(self, trainer, module):
+        if trainer.gradient_clip_val and trainer.gradient_clip_algorithm not in (None, "norm"):
+            raise ValueError("the network-alone loop clips gradients by norm only, as ser's trainer configs do")
         device, start = module.device, time.perf_counter()
         self.peak_rss_before = peak_rss_gib()  # b's, before c's features join it in memory
         with torch.no_grad():
@@ -69,8 +71,6 @@ class NetworkAlone(L.Callback):
         self.host_gib = sum(t.nbytes for batch in self.batches for t in batch if t.device.type == "cpu") / 2**30
         self.net = copy.deepcopy(module.net).train()
         self.optimizer = instantiate(module.hparams.optimizer, params=self.net.parameters())
-        if trainer.gradient_clip_val and trainer.gradient_clip_algorithm not in (None, "norm"):
-            raise ValueError("the network-alone loop clips gradients by norm only, as ser's trainer configs do")
         self.clip_norm = trainer.gradient_clip_val
         self.setup_seconds = time.perf_counter() - start
 
@@ -102,6 +102,7 @@ def run_ser(cfg, epochs: int):
                         enable_model_summary=False, callbacks=[timer, alone], limit_val_batches=0,
                         accelerator="auto", devices=1, precision=cfg.trainer.precision,
                         gradient_clip_val=cfg.trainer.gradient_clip_val,
+                        gradient_clip_algorithm=cfg.trainer.get("gradient_clip_algorithm"),
                         profiler=cfg.trainer.get("profiler"))  # +trainer.profiler=simple: where b's time goes
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm)  # (builds the feature cache before the first epoch)
