@@ -30,6 +30,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from lightning.fabric.utilities import move_data_to_device
 
 import seed004
 from common import compose, machine, sync
@@ -62,11 +63,12 @@ class NetworkAlone(L.Callback):
     def on_train_start(self, trainer, module):
         if trainer.gradient_clip_val and trainer.gradient_clip_algorithm not in (None, "norm"):
             raise ValueError("the network-alone loop clips gradients by norm only, as ser's trainer configs do")
-        device, start = module.device, time.perf_counter()
+        device, start, dm = module.device, time.perf_counter(), trainer.datamodule
         self.peak_rss_before = peak_rss_gib()  # b's, before c's features join it in memory
         with torch.no_grad():
-            self.batches = [(*module.frontend(inputs.to(device), lengths.to(device)), labels.to(device))
-                            for inputs, lengths, labels in trainer.datamodule.train_dataloader()]
+            batches = (dm.on_after_batch_transfer(move_data_to_device(batch, device), 0)  # as b receives them
+                       for batch in dm.train_dataloader())
+            self.batches = [(*module.frontend(inputs, lengths), labels) for inputs, lengths, labels in batches]
         # On a CPU run c's features sit in this process's memory beside b's from here on.
         self.host_gib = sum(t.nbytes for batch in self.batches for t in batch if t.device.type == "cpu") / 2**30
         self.net = copy.deepcopy(module.net).train()
@@ -116,6 +118,12 @@ def run_ser(cfg, epochs: int):
 def split_of(dm, name: str) -> tuple[list[str], list[int]]:
     rows = [(c.path, dm.classes.index(c.emotion)) for c, s in zip(dm.clips, dm.assignment) if s == name]
     return [path for path, _ in rows], [label for _, label in rows]
+
+
+def loading(dm) -> str:
+    if dm.resident is not None:
+        return "cache held on the device"
+    return f"{dm.worker_count()} loader workers"
 
 
 def peak_rss_gib() -> float:
@@ -179,7 +187,7 @@ def benchmark(args, corpus_dir: str, waveforms: str):
           f"first epoch with a cold cache / warm = {cold / ser:.2f} "
           f"(waveform cache build {cache_build:.0f} s)   peak RSS of b = {rss:.2f} GiB")
     print(f"machine: {machine()}; precision {cfg.trainer.precision}, batch {cfg.data.batch_size}, "
-          f"{dm_b.worker_count()} loader workers; fastest epoch of {args.epochs} (ser: of its warm ones)")
+          f"{loading(dm_b)}; fastest epoch of {args.epochs} (ser: of its warm ones)")
 
 
 if __name__ == "__main__":

@@ -306,6 +306,60 @@ def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tm
         torch.testing.assert_close(*logits, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("precompute", [True, False], ids=["log-mel", "waveforms"])
+def test_cache_held_on_the_device_gathers_the_batches_the_loaders_build(tmp_path, model_trainer, precompute):
+    """cache_on_device=true (here on the CPU; on a GPU the same code runs there): the loaders
+    yield row spans, no workers, and the gathered batches equal the loaders' own, random and
+    centre crops included."""
+    import torch
+
+    from ser.data import Synthetic
+    from ser.data.datamodule import Spans
+
+    emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+    trainer = model_trainer(f"data.emotions=[{','.join(emotions)}]")
+    batches = {}
+    for resident in (False, True):  # clips of 1-2 s: some cropped (at random in training), some padded
+        dm = SERDataModule(Synthetic(num_speakers=4, num_sentences=2), str(tmp_path / "corpus"), emotions,
+                           num_workers=0, batch_size=5, cache_dir=str(tmp_path / "cache"),
+                           precompute_features=precompute, max_seconds=1.5, cache_on_device=resident)
+        dm.trainer = trainer
+        dm.prepare_data()
+        dm.setup()
+        torch.manual_seed(0)  # the random crops
+        loaders = dm.train_dataloader(), dm.test_dataloader()
+        batches[resident] = [dm.on_after_batch_transfer(batch, 0) for loader in loaders for batch in loader]
+        if resident:
+            assert isinstance(next(iter(loaders[0])), Spans) and loaders[0].num_workers == 0
+    assert len(batches[True]) == len(batches[False]) > 2
+    for gathered, built in zip(batches[True], batches[False]):
+        for a, b in zip(gathered, built):
+            assert torch.equal(a, b)
+    lengths = [batch[1] for batch in batches[True]]
+    assert any(int(n.min()) < int(n.max()) for n in lengths)  # padding was exercised
+    longest = dm.datasets["train"].max_len
+    assert any(int(n.max()) == longest for n in lengths)  # and crops
+
+
+def test_cache_on_device_auto_takes_a_cuda_gpu_with_room_to_spare(monkeypatch, tmp_path):
+    import torch
+    from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
+
+    cache = SimpleNamespace(nbytes=300 * 2**20)
+    dm = SERDataModule(CremaD(), None, ["anger", "neutral"])
+    assert not dm._holds_cache_on_device(cache)  # no trainer
+    dm.trainer = SimpleNamespace(accelerator=CPUAccelerator(), world_size=1)
+    assert not dm._holds_cache_on_device(cache)
+    dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=1)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (80 * 2**30, 80 * 2**30))
+    assert dm._holds_cache_on_device(cache)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (1 * 2**30, 80 * 2**30))  # a crowded GPU
+    assert not dm._holds_cache_on_device(cache)
+    assert SERDataModule(CremaD(), None, ["anger", "neutral"], cache_on_device=True)._holds_cache_on_device(cache)
+    with pytest.raises(ValueError, match="cache_on_device"):
+        SERDataModule(CremaD(), None, ["anger", "neutral"], cache_on_device="gpu")
+
+
 def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, tmp_path, model_trainer):
     emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
     features = tmp_path / "cache" / "features"

@@ -62,3 +62,26 @@ def test_predictions_on_the_gpu_match_the_cpu(compose_cfg, name):
     torch.testing.assert_close(gpu, cpu, atol=2e-3, rtol=2e-3)
     # bf16 keeps 8 bits of mantissa: logits agree to about 1e-2 of their spread.
     assert (bf16 - cpu).abs().max() <= 0.05 * cpu.abs().max() + 0.05, (bf16, cpu)
+
+
+def test_the_cache_is_held_on_the_gpu_and_gives_the_loaders_batches(compose_cfg):
+    """cache_on_device=auto takes the GPU, and the batches gathered there are the loaders' own."""
+    from types import SimpleNamespace
+
+    from lightning.fabric.utilities import move_data_to_device
+    from lightning.pytorch.accelerators import CUDAAccelerator
+
+    cfg = compose_cfg(SMALL)
+    module = instantiate(cfg.model)
+    batches = {}
+    for setting in ("auto", False):
+        dm = instantiate(cfg.data, cache_on_device=setting)
+        dm.trainer = SimpleNamespace(lightning_module=module, accelerator=CUDAAccelerator(), world_size=1)
+        dm.prepare_data()
+        dm.setup()
+        batches[setting] = [dm.on_after_batch_transfer(move_data_to_device(batch, "cuda"), 0)
+                            for batch in dm.test_dataloader()]
+    assert dm.resident is None and batches["auto"][0][0].is_cuda
+    for gathered, loaded in zip(*batches.values(), strict=True):
+        for a, b in zip(gathered, loaded):
+            assert torch.equal(a, b)

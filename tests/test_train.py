@@ -19,8 +19,9 @@ def read_split(run_dir):
         return list(csv.DictReader(handle))
 
 
-def test_fast_dev_run_connects_everything(train_cli, tmp_path):
-    proc = train_cli([*FAST, "debug=fdr"], tmp_path)
+@pytest.mark.parametrize("loading", [[], ["data.cache_on_device=true"]], ids=["loaders", "cache-on-device"])
+def test_fast_dev_run_connects_everything(train_cli, tmp_path, loading):
+    proc = train_cli([*FAST, "debug=fdr", *loading], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert 0.0 <= results["test/uar"] <= 1.0
     assert "test/uar" in proc.stdout

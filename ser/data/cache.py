@@ -77,6 +77,10 @@ class ClipCache:
             raise OSError(f"the cache {self.data_file} is truncated; delete it to rebuild")
         return rows
 
+    @property
+    def nbytes(self) -> int:
+        return self.data_file.stat().st_size
+
     def _descriptor(self) -> int:
         # One descriptor per process: DataLoader workers get their own on first read.
         if self._pid != os.getpid():
@@ -91,6 +95,37 @@ class ClipCache:
         index = json.loads(base.with_suffix(".json").read_text())
         offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
         return cls(base.with_suffix(".f32"), offsets, index["failed"], index.get("width", 1))
+
+
+class ResidentRows:
+    """Every row of a cache in one tensor on ``device`` (an accelerator's memory, typically):
+    a batch of clips is then one gather there instead of a read, a copy and a transfer."""
+
+    CHUNK_BYTES = 64 * 2**20  # read and sent in pieces: the host never holds the whole cache
+
+    def __init__(self, cache: ClipCache, device: torch.device | str):
+        total = cache.nbytes // (4 * cache.width)
+        shape = (total, cache.width) if cache.width > 1 else (total,)
+        self.rows = torch.empty(shape, dtype=torch.float32, device=device)
+        step = max(1, self.CHUNK_BYTES // (4 * cache.width))
+        with open(cache.data_file, "rb") as handle:
+            for first in range(0, total, step):
+                chunk = np.fromfile(handle, dtype=np.float32, count=min(step, total - first) * cache.width)
+                self.rows[first : first + step].copy_(torch.from_numpy(chunk).view(-1, *shape[1:]))
+        log.info("Holding the cache %s on %s (%.2f GB)", cache.data_file.name, device, cache.nbytes / 1e9)
+
+    def gather(self, starts: torch.Tensor, lengths: torch.Tensor, longest: int) -> torch.Tensor:
+        """Clips as rows ``[starts, starts + lengths)``, zero-padded to ``longest`` along the last
+        axis: ``[B, longest]`` (waveforms) or ``[B, width, longest]`` (features), the batch
+        the loaders would have built on the host."""
+        steps = torch.arange(longest, device=starts.device)
+        real = steps < lengths[:, None]  # [B, longest]
+        # Padding positions read the clip's first row (always in range) and are zeroed after.
+        index = starts[:, None] + steps * real
+        clips = self.rows[index]  # [B, longest(, width)]
+        if clips.dim() == 3:
+            return (clips * real[..., None]).transpose(1, 2).contiguous()
+        return clips * real
 
 
 class WaveformCache(ClipCache):
