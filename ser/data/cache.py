@@ -98,21 +98,26 @@ class ClipCache:
 
 
 class ResidentRows:
-    """Every row of a cache in one tensor on ``device`` (an accelerator's memory, typically):
+    """Every row of a cache in one tensor on a device (an accelerator's memory, typically):
     a batch of clips is then one gather there instead of a read, a copy and a transfer."""
 
     CHUNK_BYTES = 64 * 2**20  # read and sent in pieces: the host never holds the whole cache
 
-    def __init__(self, cache: ClipCache, device: torch.device | str):
+    def __init__(self, rows: torch.Tensor):
+        self.rows = rows  # [rows, width] or [rows]
+
+    @classmethod
+    def load(cls, cache: ClipCache, device: torch.device | str) -> ResidentRows:
         total = cache.nbytes // (4 * cache.width)
         shape = (total, cache.width) if cache.width > 1 else (total,)
-        self.rows = torch.empty(shape, dtype=torch.float32, device=device)
-        step = max(1, self.CHUNK_BYTES // (4 * cache.width))
+        rows = torch.empty(shape, dtype=torch.float32, device=device)
+        step = max(1, cls.CHUNK_BYTES // (4 * cache.width))
         with open(cache.data_file, "rb") as handle:
             for first in range(0, total, step):
                 chunk = np.fromfile(handle, dtype=np.float32, count=min(step, total - first) * cache.width)
-                self.rows[first : first + step].copy_(torch.from_numpy(chunk).view(-1, *shape[1:]))
+                rows[first : first + step].copy_(torch.from_numpy(chunk).view(-1, *shape[1:]))
         log.info("Holding the cache %s on %s (%.2f GB)", cache.data_file.name, device, cache.nbytes / 1e9)
+        return cls(rows)
 
     def gather(self, starts: torch.Tensor, lengths: torch.Tensor, longest: int) -> torch.Tensor:
         """Clips as rows ``[starts, starts + lengths)``, zero-padded to ``longest`` along the last

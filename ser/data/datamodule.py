@@ -249,7 +249,7 @@ class SERDataModule(L.LightningDataModule):
         if not isinstance(batch, Spans):
             return batch
         if self.resident is None or self.resident.rows.device != batch.starts.device:
-            self.resident = ResidentRows(self.datasets["train"].cache, batch.starts.device)
+            self.resident = ResidentRows.load(self.datasets["train"].cache, batch.starts.device)
         return self.resident.gather(batch.starts, batch.lengths, batch.longest), batch.lengths, batch.labels
 
     def feature_frontend(self):
