@@ -341,6 +341,22 @@ def test_cache_held_on_the_device_gathers_the_batches_the_loaders_build(tmp_path
     assert any(int(n.max()) == longest for n in lengths)  # and crops
 
 
+def test_a_cache_too_large_for_the_device_is_a_clear_error(tmp_path, monkeypatch):
+    import torch
+
+    from ser.data.cache import ResidentRows, WaveformCache
+    from ser.errors import UserError
+
+    path = write(tmp_path / "a.wav", speech(0, "anger", 0, 16000), 16000)
+    cache = WaveformCache.open([str(path)], 16000, tmp_path / "cache")
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory")
+    monkeypatch.setattr(torch, "empty", out_of_memory)
+    with pytest.raises(UserError, match="does not fit.*cache_on_device=auto"):
+        ResidentRows.load(cache, "cpu")
+
+
 def test_cache_on_device_auto_takes_a_cuda_gpu_with_room_to_spare(monkeypatch, tmp_path):
     import torch
     from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator

@@ -31,6 +31,7 @@ from rich.progress import track
 from torch.nn.utils.rnn import pad_sequence
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
+from ser.errors import UserError
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
@@ -110,7 +111,12 @@ class ResidentRows:
     def load(cls, cache: ClipCache, device: torch.device | str) -> ResidentRows:
         total = cache.nbytes // (4 * cache.width)
         shape = (total, cache.width) if cache.width > 1 else (total,)
-        rows = torch.empty(shape, dtype=torch.float32, device=device)
+        try:
+            rows = torch.empty(shape, dtype=torch.float32, device=device)
+        except torch.OutOfMemoryError:
+            raise UserError(f"data.cache_on_device: the cache ({cache.nbytes / 1e9:.1f} GB) does not fit in "
+                            f"the free memory of {device}; set data.cache_on_device=auto (holds it only "
+                            "where it fits) or false (loader workers read it)") from None
         step = max(1, cls.CHUNK_BYTES // (4 * cache.width))
         with open(cache.data_file, "rb") as handle:
             for first in range(0, total, step):
