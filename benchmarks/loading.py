@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from common import machine  # first: it puts this checkout's ser on the path
 
 N_MELS, CLIPS = 128, 2048
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # where the model would train
 
 
 class Clips(Dataset):
@@ -55,26 +56,24 @@ def from_workers(frames, batch_size: int, count: int, strategy: str):
 
     torch.multiprocessing.set_sharing_strategy(strategy)
     loader = DataLoader(Clips(frames), batch_size, num_workers=2, collate_fn=pad_batch, prefetch_factor=4,
-                        pin_memory=torch.cuda.is_available())
+                        pin_memory=DEVICE == "cuda")
     batches = iter(loader)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     for _ in range(10):
         next(batches)
-    return per_batch(lambda: [t.to(device, non_blocking=True) for t in next(batches)], count)
+    return per_batch(lambda: [t.to(DEVICE, non_blocking=True) for t in next(batches)], count)
 
 
 def from_resident(frames, batch_size: int, count: int):
     from ser.data.cache import ResidentRows
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     starts = np.concatenate([[0], np.cumsum(frames)[:-1]])
-    resident = ResidentRows(torch.zeros(int(frames.sum()), N_MELS, device=device))
+    resident = ResidentRows(torch.zeros(int(frames.sum()), N_MELS, device=DEVICE))
     rng = np.random.default_rng(0)
 
     def gather():
         pick = rng.integers(0, CLIPS, batch_size)
         lengths = torch.from_numpy(frames[pick])
-        batch = (torch.from_numpy(starts[pick]).to(device), lengths.to(device), int(lengths.max()))
+        batch = (torch.from_numpy(starts[pick]).to(DEVICE), lengths.to(DEVICE), int(lengths.max()))
         resident.gather(*batch)
     for _ in range(10):
         gather()
