@@ -6,7 +6,8 @@ The sweep file is a standard W&B sweep configuration (method grid/random/bayes, 
 parameters) whose parameter names are Hydra keys (``model``, ``model.optimizer.lr``...).
 With W&B credentials the sweep is created on W&B and a W&B agent runs the trials, each an
 ordinary ``train.py`` run. Without them the same sweep runs here, proposed by W&B's
-open-source engine (the ``sweeps`` package), every trial logged as an offline W&B run.
+open-source engine (the ``sweeps`` package, kept in an environment of its own: see
+``ser/sweep_engine.py``), every trial logged as an offline W&B run.
 Either way a trial that crashes is recorded as failed and the sweep goes on, and a ranked
 table of the trials is printed at the end (and written to ``sweep_results.json``).
 """
@@ -60,24 +61,21 @@ def run_trial(params: dict, overrides: list[str], run_dir: Path, group: str) -> 
 
 def local_sweep(config: dict, count: int | None, overrides: list[str], out: Path) -> list[dict]:
     """Propose trials with W&B's open-source engine and run them one after another here."""
-    import sweeps
+    from ser.sweep_engine import next_params
 
     metric = config["metric"]["name"]
-    history: list = []
+    history: list[dict] = []
     trials: list[dict] = []
     while count is None or len(trials) < count:
-        proposal = sweeps.next_run(config, history, validate=True)
-        if proposal is None:  # a grid is exhausted
+        params = next_params(config, history)
+        if params is None:  # a grid is exhausted
             break
-        params = {key: spec["value"] for key, spec in proposal.config.items()}
         name = f"trial_{len(trials):03d}"
         print(f"[sweep] {name}: {', '.join(f'{k}={hydra_value(v)}' for k, v in params.items())}", flush=True)
         state, results = run_trial(params, overrides, out / name, group=out.name)
         value = results.get(metric)
-        history.append(sweeps.SweepRun(
-            name=name, config={k: {"value": v} for k, v in params.items()},
-            summary_metrics={metric: value} if value is not None else {},
-            state=sweeps.RunState.finished if state == "finished" else sweeps.RunState.failed))
+        history.append({"name": name, "config": {k: {"value": v} for k, v in params.items()},
+                        "summary_metrics": {metric: value} if value is not None else {}, "state": state})
         trials.append({"trial": name, "state": state, "params": {k: _plain(v) for k, v in params.items()},
                        metric: value, "run_dir": str(out / name)})
         print(f"[sweep] {name}: {state}" + (f", {metric}={value:.4f}" if value is not None else ""), flush=True)
@@ -131,6 +129,7 @@ def main(argv=None) -> int:
     config = yaml.safe_load(Path(args.config).read_text())
     count = args.count if args.count is not None else default_count(config)
     sys.path.insert(0, str(REPO))
+    from ser.errors import UserError
     from ser.tracking import has_wandb_credentials
 
     if has_wandb_credentials() and not args.local:
@@ -139,7 +138,11 @@ def main(argv=None) -> int:
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     out = Path(args.out or REPO / "logs" / "sweeps" / f"{Path(args.config).stem}_{stamp}")
     out.mkdir(parents=True, exist_ok=True)
-    trials = local_sweep(config, count, args.overrides, out)
+    try:
+        trials = local_sweep(config, count, args.overrides, out)
+    except UserError as err:
+        print(f"\nerror: {err}\n", file=sys.stderr)
+        return 2
     metric, goal = config["metric"]["name"], config["metric"].get("goal", "maximize")
     (out / "sweep_results.json").write_text(json.dumps(trials, indent=2))
     Console().print(ranked_table(trials, metric, goal))

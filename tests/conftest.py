@@ -17,6 +17,9 @@ from omegaconf import open_dict
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
+# The local sweep engine's own environment (ser/sweep_engine.py), where a user's would be:
+# resolved here, before tests point HOME at empty folders.
+os.environ.setdefault("SER_SWEEPS_ENV", str(Path.home() / ".cache" / "ser" / "sweeps-engine"))
 
 # A small synthetic corpus for the tests: 8 speakers x 6 emotions x 6 sentences = 288 clips.
 SMALL = ["data.corpus.num_speakers=8", "data.corpus.num_sentences=6", "data.num_workers=0",

@@ -53,3 +53,33 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(offline_wandb, tmp_pa
     assert [t["state"] for t in trials] == ["failed", "finished"]
     assert trials[1]["val/uar_best"] is not None
     assert "1 finished, 1 failed" in proc.stdout
+
+
+def test_the_engine_lives_apart_and_ser_keeps_numpy_2():
+    import numpy
+
+    from ser.sweep_engine import engine_python, next_params
+
+    assert int(numpy.__version__.split(".")[0]) >= 2  # not held back by the engine's pin
+    engine_numpy = subprocess.run([str(engine_python()), "-c", "import numpy; print(numpy.__version__)"],
+                                  capture_output=True, text=True, check=True).stdout
+    assert engine_numpy.startswith("1.")
+    grid = {"method": "grid", "metric": {"name": "x"}, "parameters": {"a": {"values": [1, 2]}}}
+    history, seen = [], []
+    while (params := next_params(grid, history)) is not None:
+        seen.append(params["a"])
+        history.append({"name": f"t{len(seen)}", "config": {"a": {"value": params["a"]}},
+                        "summary_metrics": {}, "state": "failed"})
+    assert seen == [1, 2]
+
+
+def test_an_engine_that_cannot_be_installed_is_one_clear_error(tmp_path, monkeypatch):
+    from ser import sweep_engine
+    from ser.errors import UserError
+
+    monkeypatch.setenv("SER_SWEEPS_ENV", str(tmp_path / "engine"))
+    monkeypatch.setattr(sweep_engine, "REQUIREMENT", "ser-test-no-such-package==0.0.0")
+    with pytest.raises(UserError, match="SER_SWEEPS_ENV") as err:
+        sweep_engine.engine_python()
+    assert str(tmp_path / "engine") in str(err.value)
+    assert not (tmp_path / "engine").exists() and not (tmp_path / "engine.partial").exists()
