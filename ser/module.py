@@ -76,11 +76,13 @@ class SERModule(L.LightningModule):
 
     def on_fit_start(self) -> None:
         if self.hparams.compile and self.device.type == "cpu":
-            # Measured with torch 2.11: Inductor's CPU code for the CNN models fails on the
-            # second batch length ("cannot determine truth value of Relational") or aborts the
-            # process (heap corruption); variable-length batches are the norm here.
-            raise UserError("model.compile=true is not supported on the CPU: torch 2.11's compiler "
-                            "crashes on variable-length batches there. Leave it off on CPU runs.")
+            # Measured again with torch 2.14.1 (2026-12-01): Inductor's CPU code for CNN-GRU
+            # and CNN compiles the first batch and fails at the second batch length with
+            # "cannot determine truth value of Relational: 1 < s76" (dynamic shapes); the LSTM
+            # compiles. Variable-length batches are the norm here, so refuse it up front.
+            raise UserError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
+                            "fails on the second batch length of the convolutional models there. "
+                            "Leave it off on CPU runs.")
 
     @property
     def sample_rate(self) -> int:
