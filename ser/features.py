@@ -3,10 +3,14 @@
 Both run inside the LightningModule, so they run on the model's device, batched, and are
 saved with the checkpoint. Frames are computed without centre padding so that a frame never
 reads past the end of its clip: the features of a clip are the same alone or zero-padded
-inside a batch, and ``frame_lengths`` says how many frames of each row are real. The same
-independence lets the DataModule compute each clip's log-mel once, with this very front end,
-and hand it over instead of the waveform: the rest (MFCC, normalisation, gain, SpecAugment)
-runs per batch either way.
+inside a batch, and ``frame_lengths`` says how many frames of each row are real.
+
+The composition root hands the model's front end to the DataModule, which takes from it the
+sample rate, the shortest usable clip and the *frozen stage*: the part whose output per clip
+never changes while the model trains (here the log-mel; a frozen encoder's states could be
+another). The data side computes that once per clip, with this very module, and hands its
+output over instead of the waveform: the rest (MFCC, normalisation, gain, SpecAugment) runs
+per batch either way.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ import torchaudio.functional as F
 import torchaudio.transforms as T
 from torch import nn
 
-from ser.models.blocks import time_mask
+from ser.errors import not_one_of
+from ser.ops import frames_after, masked_moments, real_frames
 
 LOG_FLOOR = 1e-6  # added to the mel power before the log: silence stays finite
+KINDS = ("logmel", "mfcc", "waveform")  # features.kind
+NORMALIZATIONS = ("utterance", "none")  # features.normalize
 
 
 class FeatureFrontend(nn.Module):
@@ -28,12 +35,12 @@ class FeatureFrontend(nn.Module):
                  hop_length: int = 512, n_mels: int = 128, n_mfcc: int = 40,
                  f_min: float = 0.0, f_max: float | None = None, normalize: str = "utterance"):
         super().__init__()
-        if kind not in ("logmel", "mfcc", "waveform"):
-            raise ValueError(f"features.kind must be logmel, mfcc or waveform, not {kind!r}")
-        if normalize not in ("utterance", "none"):
-            raise ValueError(f"features.normalize must be utterance or none, not {normalize!r}")
+        if kind not in KINDS:
+            raise not_one_of("features.kind", kind, KINDS)
+        if normalize not in NORMALIZATIONS:
+            raise not_one_of("features.normalize", normalize, NORMALIZATIONS)
         self.kind, self.n_fft, self.hop_length, self.normalize = kind, n_fft, hop_length, normalize
-        self.n_mels = n_mels
+        self.n_mels, self.sample_rate = n_mels, sample_rate
         if kind == "waveform":  # raw samples for encoders with their own front end (wav2vec 2.0...)
             self.num_features = 1
             return
@@ -46,16 +53,20 @@ class FeatureFrontend(nn.Module):
             self.register_buffer("dct", F.create_dct(n_mfcc, n_mels, norm="ortho"))
         self.num_features = n_mels if kind == "logmel" else n_mfcc
 
+    @property
+    def min_samples(self) -> int:
+        """The shortest clip this front end can analyse: one STFT window (or one sample)."""
+        return 1 if self.kind == "waveform" else self.n_fft
+
+    def frozen_stage(self) -> LogMelStage | None:
+        """What the data side may compute once per clip and cache: the log-mel of the
+        spectral kinds; nothing for raw waveforms."""
+        return LogMelStage(self) if self.kind in ("logmel", "mfcc") else None
+
     def frame_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         if self.kind == "waveform":
             return lengths
-        return torch.div(lengths - self.n_fft, self.hop_length, rounding_mode="floor").clamp(min=0) + 1
-
-    def log_mel_spec(self) -> dict:
-        """What the log-mel depends on: the key of a cache of it."""
-        mel = self.mel_scale
-        return dict(sample_rate=mel.sample_rate, n_fft=self.n_fft, hop_length=self.hop_length,
-                    n_mels=self.n_mels, f_min=mel.f_min, f_max=mel.f_max, floor=LOG_FLOOR)
+        return frames_after(lengths, self.n_fft, self.hop_length)
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
         """Features and their frame counts: ``features[B, F, frames], frame_lengths[B]``.
@@ -86,20 +97,47 @@ class FeatureFrontend(nn.Module):
     def _waveform(self, waves, lengths, gain_db):
         if gain_db is not None:
             waves = waves * 10 ** (gain_db[:, None] / 20)
-        return waves.unsqueeze(1) * time_mask(lengths, waves.shape[-1]).unsqueeze(1), lengths
+        return waves.unsqueeze(1) * real_frames(lengths, waves.shape[-1]).unsqueeze(1).to(waves.dtype), lengths
 
     def _finish(self, feats: torch.Tensor, frames: torch.Tensor):
         if self.kind == "mfcc":  # the log-mel floor is torchaudio's MFCC(log_mels=True)
             feats = torch.matmul(feats.transpose(-1, -2), self.dct).transpose(-1, -2)
-        mask = time_mask(frames, feats.shape[-1]).unsqueeze(1)  # [B, 1, frames]
+        mask = real_frames(frames, feats.shape[-1]).unsqueeze(1).to(feats.dtype)  # [B, 1, frames]
         if self.normalize == "utterance":
             # One mean and std per clip over its real frames: removes recording gain, keeps
             # the spectral shape and its dynamics, which carry emotion.
-            count = (mask.sum(dim=(1, 2)) * feats.shape[1]).clamp(min=1)
-            mean = (feats * mask).sum(dim=(1, 2)) / count
-            var = (((feats - mean[:, None, None]) * mask) ** 2).sum(dim=(1, 2)) / count
-            feats = (feats - mean[:, None, None]) / (var.sqrt()[:, None, None] + 1e-5)
+            mean, var = masked_moments(feats, mask, dims=(1, 2))
+            feats = (feats - mean) / (var.sqrt() + 1e-5)
         return feats * mask, frames
+
+
+class LogMelStage:
+    """The frozen stage of a spectral front end, as the data side's caches use one (see
+    ``ser.data.cache.FrozenStage``): computed with the front end's own modules, on its device,
+    so cached features cannot drift from what the model computes itself."""
+
+    description = "log-mel features"
+
+    def __init__(self, frontend: FeatureFrontend):
+        self.frontend = frontend
+        self.width = frontend.n_mels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.frontend.buffers()).device
+
+    def cache_key(self) -> dict:
+        """What the log-mel depends on: the key of a cache of it."""
+        f, mel = self.frontend, self.frontend.mel_scale
+        return dict(sample_rate=mel.sample_rate, n_fft=f.n_fft, hop_length=f.hop_length,
+                    n_mels=f.n_mels, f_min=mel.f_min, f_max=mel.f_max, floor=LOG_FLOOR)
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.frontend.frame_lengths(samples)
+
+    def compute(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """waves[B, T], lengths[B] -> log-mel[B, n_mels, frames], frame_lengths[B]"""
+        return self.frontend.log_mel(waves, lengths)
 
 
 class Augment(nn.Module):
@@ -128,7 +166,7 @@ class Augment(nn.Module):
 
     def features(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         """feats[B, F, T] with frame counts -> masked feats (padding zero as well)."""
-        keep = time_mask(frames, feats.shape[-1]).bool()[:, None, :]  # [B, 1, T]
+        keep = real_frames(frames, feats.shape[-1])[:, None, :]  # [B, 1, T]
         if self.time_mask > 0 and self.num_masks > 0:
             keep = keep & ~self._spans(frames, self.time_mask, feats.shape[-1])[:, None, :]
         if self.freq_mask > 0 and self.num_masks > 0:

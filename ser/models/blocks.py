@@ -3,7 +3,7 @@
 Every network maps ``features[B, F, T], lengths[B] -> logits[B, C]``. Padded frames must not
 change a clip's prediction, so convolution stacks re-zero the padding after every block,
 recurrent layers are packed, attention gets key padding masks and pooling only averages
-real frames.
+real frames (the length-aware math itself is ``ser/ops.py``).
 """
 
 from __future__ import annotations
@@ -13,23 +13,8 @@ import math
 import torch
 from torch import nn
 
-
-def time_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """[B] lengths -> [B, max_len] float mask, 1 on real frames."""
-    return (torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]).float()
-
-
-def masked_mean(x: torch.Tensor, lengths: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Mean of ``x`` over its real frames along ``dim`` (the time axis)."""
-    shape = [1] * x.dim()
-    shape[0], shape[dim] = x.shape[0], x.shape[dim]
-    mask = time_mask(lengths, x.shape[dim]).view(shape).to(x.dtype)
-    return (x * mask).sum(dim) / lengths.clamp(min=1).view(-1, *[1] * (x.dim() - 2)).to(x.dtype)
-
-
-def pooled_lengths(lengths: torch.Tensor, factor: int) -> torch.Tensor:
-    """Frames left after ``MaxPool(kernel=factor, stride=factor)``; at least one."""
-    return torch.div(lengths, factor, rounding_mode="floor").clamp(min=1)
+from ser.errors import ConfigError, not_one_of
+from ser.ops import frames_after, real_frames
 
 
 class ConvStack(nn.Module):
@@ -46,14 +31,15 @@ class ConvStack(nn.Module):
                  residual: bool = True):
         super().__init__()
         if len(channels) < 2:
-            raise ValueError("the CNN front end needs at least two conv blocks")
+            raise ConfigError(f"model.net.channels={list(channels)}: the CNN front end needs at least two conv blocks.")
         if norm not in ("batch", "layer"):
-            raise ValueError(f"norm must be batch or layer, not {norm!r}")
+            raise not_one_of("model.net.norm", norm, ("batch", "layer"))
         ins = (1, *channels[:-1])
         self.convs = nn.ModuleList(nn.Conv2d(i, o, 3, padding=1) for i, o in zip(ins, channels))
         freqs = [in_freq // 2 ** (k + 1) for k in range(len(channels))]
         if freqs[-1] < 1:
-            raise ValueError(f"{in_freq} frequency bins are too few for {len(channels)} pooling blocks")
+            raise ConfigError(f"{in_freq} frequency bins (features.n_mels) are too few for "
+                              f"{len(channels)} pooling blocks (model.net.channels): use at least {2 ** len(channels)}.")
         self.norms = nn.ModuleList(
             nn.BatchNorm2d(c) if norm == "batch" else FrameLayerNorm(c, f)
             for c, f in zip(channels, freqs))
@@ -75,8 +61,8 @@ class ConvStack(nn.Module):
             # ReLU after the max-pool: the same values and gradients (ReLU is monotonic), on
             # a quarter of the map; it was 13% of a CNN-GRU training step before the pool.
             x = torch.relu(self.pool(x))
-            lengths = pooled_lengths(lengths, 2)
-            x = norm(x) * time_mask(lengths, x.shape[-1])[:, None, None, :]
+            lengths = frames_after(lengths, kernel=2, stride=2)
+            x = norm(x) * real_frames(lengths, x.shape[-1])[:, None, None, :].to(x.dtype)
         return x, lengths
 
 
@@ -117,16 +103,3 @@ def frames_first(x: torch.Tensor) -> torch.Tensor:
     """[B, C, F, T] conv map -> [B, T, C*F] sequence of frame vectors."""
     b, c, f, t = x.shape
     return x.permute(0, 3, 1, 2).reshape(b, t, c * f)
-
-
-def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Max of ``x[B, ..., T]`` over its real frames (last axis) and every other non-batch axis
-    after the channel axis: [B, C, F, T] -> [B, C]."""
-    mask = time_mask(lengths, x.shape[-1]).bool().view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1])
-    x = x.masked_fill(~mask, float("-inf"))
-    return x.flatten(2).max(dim=-1).values
-
-
-def key_padding_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """True on padded positions, as ``nn.MultiheadAttention`` expects."""
-    return time_mask(lengths, max_len) == 0

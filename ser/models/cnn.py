@@ -11,7 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser.models.blocks import ConvStack, classifier, masked_max
+from ser.models.blocks import ConvStack, classifier
+from ser.ops import masked_max
 
 
 class BaseCNN(nn.Module):

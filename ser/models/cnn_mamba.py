@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser.models.blocks import ConvStack, classifier, frames_first, masked_mean
+from ser.models.blocks import ConvStack, classifier, frames_first
 from ser.models.mamba import MambaEncoder
+from ser.ops import masked_mean
 
 
 class CNNMamba(nn.Module):

@@ -11,14 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ser.models.blocks import (
-    ConvStack,
-    PositionalEncoding,
-    classifier,
-    frames_first,
-    key_padding_mask,
-    masked_mean,
-)
+from ser.models.blocks import ConvStack, PositionalEncoding, classifier, frames_first
+from ser.ops import masked_mean, padding
 
 
 class CNNTransformer(nn.Module):
@@ -36,5 +30,5 @@ class CNNTransformer(nn.Module):
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, lengths = self.cnn(feats.unsqueeze(1), lengths)
         tokens = self.positions(self.project(frames_first(x)))
-        tokens = self.encoder(tokens, src_key_padding_mask=key_padding_mask(lengths, tokens.shape[1]))
+        tokens = self.encoder(tokens, src_key_padding_mask=padding(lengths, tokens.shape[1]))
         return self.head(masked_mean(tokens, lengths, dim=1))

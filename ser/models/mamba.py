@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ser.models.blocks import classifier, masked_mean
+from ser.models.blocks import classifier
+from ser.ops import masked_mean
 
 log = logging.getLogger(__name__)
 

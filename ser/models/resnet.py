@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ser.models.blocks import masked_mean, time_mask
+from ser.ops import frames_after, masked_mean, real_frames
 
 
 class ResNet18(nn.Module):
@@ -45,8 +45,8 @@ class ResNet18(nn.Module):
         if self._lengths is None:
             return output
         stride = self._strides[module]
-        valid = torch.div(self._lengths + stride - 1, stride, rounding_mode="floor")
-        return output * time_mask(valid, output.shape[-1])[:, None, None, :].to(output.dtype)
+        valid = frames_after(self._lengths, kernel=1, stride=stride)  # ceil(n / stride): padded convs
+        return output * real_frames(valid, output.shape[-1])[:, None, None, :].to(output.dtype)
 
     def _features(self, x):
         n = self.net
@@ -60,5 +60,5 @@ class ResNet18(nn.Module):
         finally:
             self._lengths = None
         stride = self._final_stride
-        valid = torch.div(lengths + stride - 1, stride, rounding_mode="floor").clamp(max=x.shape[-1])
+        valid = frames_after(lengths, kernel=1, stride=stride).clamp(max=x.shape[-1])
         return self.net.fc(masked_mean(x.mean(dim=2), valid))

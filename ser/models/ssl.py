@@ -19,8 +19,9 @@ import torch
 import torchaudio
 from torch import nn
 
-from ser.errors import UserError
-from ser.models.blocks import classifier, key_padding_mask, masked_mean, time_mask
+from ser.errors import ConfigError, UserError, not_one_of
+from ser.models.blocks import classifier
+from ser.ops import frames_after, masked_mean, masked_moments, padding, real_frames
 
 ENCODERS = {
     "wav2vec2": (torchaudio.models.wav2vec2_base, "WAV2VEC2_BASE"),
@@ -39,9 +40,10 @@ class SSLClassifier(nn.Module):
                  num_layers: int | None = None, head_hidden: int = 256, dropout: float = 0.1):
         super().__init__()
         if in_features != 1:
-            raise ValueError(f"{encoder} reads the raw waveform: use features=waveform")
+            raise ConfigError(f"model.net.encoder={encoder} reads the raw waveform, not features of "
+                              f"{in_features} values a frame: use features=waveform.")
         if encoder not in ENCODERS:
-            raise ValueError(f"model.net.encoder must be one of {sorted(ENCODERS)}, not {encoder!r}")
+            raise not_one_of("model.net.encoder", encoder, sorted(ENCODERS))
         factory, bundle = ENCODERS[encoder]
         self.encoder_name = encoder
         self.encoder = factory()
@@ -77,7 +79,7 @@ class SSLClassifier(nn.Module):
         x = waves.unsqueeze(1)
         for layer in self.encoder.feature_extractor.conv_layers:
             x = layer.conv(x)
-            lengths = (torch.div(lengths - layer.kernel_size, layer.stride, rounding_mode="floor") + 1).clamp(min=1)
+            lengths = frames_after(lengths, layer.kernel_size, layer.stride)
             if isinstance(layer.layer_norm, nn.GroupNorm):
                 x = _masked_instance_norm(x, lengths, layer.layer_norm)
             elif layer.layer_norm is not None:
@@ -91,7 +93,7 @@ class SSLClassifier(nn.Module):
         WavLM (its attention takes a key padding mask, not an attention mask), so the layers
         are run here, each with the mask its attention expects."""
         encoder = self.encoder.encoder
-        pad = key_padding_mask(frames, x.shape[1])
+        pad = padding(frames, x.shape[1])
         x = encoder.feature_projection(x).masked_fill(pad[..., None], 0.0)
         x = encoder.transformer._preprocess(x)  # convolutional positions (+ norm, dropout)
         wavlm = self.encoder_name == "wavlm"
@@ -109,10 +111,8 @@ def _masked_instance_norm(x, lengths, norm: nn.GroupNorm):
     """GroupNorm with one group per channel (as in the base models), over real frames only."""
     if norm.num_groups != norm.num_channels:
         raise NotImplementedError("only per-channel GroupNorm is restricted to real frames")
-    mask = time_mask(lengths, x.shape[-1])[:, None, :]
-    count = mask.sum(-1, keepdim=True)
-    mean = (x * mask).sum(-1, keepdim=True) / count
-    var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+    mask = real_frames(lengths, x.shape[-1])[:, None, :].to(x.dtype)
+    mean, var = masked_moments(x, mask, dims=(-1,))
     x = (x - mean) / torch.sqrt(var + norm.eps)
     return (x * norm.weight[:, None] + norm.bias[:, None]) * mask
 

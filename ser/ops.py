@@ -1,0 +1,53 @@
+"""Length-aware tensor math, shared by the front end, the models and the loaders.
+
+A batch is padded along time; ``lengths[B]`` says how many frames (or samples) of each row are
+real. Everything that must not see the padding (normalisation, pooling, attention, the next
+layer's lengths) goes through these few functions, so "which frames are real" is answered
+once.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def real_frames(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B]`` lengths -> ``[B, size]`` bool, true on each row's real frames."""
+    return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def padding(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, size]`` bool, true on padded positions (``nn.MultiheadAttention``'s key padding mask)."""
+    return ~real_frames(lengths, size)
+
+
+def frames_after(lengths: torch.Tensor, kernel: int, stride: int, padding: int = 0) -> torch.Tensor:
+    """Frames a sliding window (a convolution, pooling or STFT frame of ``kernel`` with
+    ``stride``, ``padding`` on each side) leaves of each row: ``floor((n + 2p - k) / s) + 1``,
+    at least one, so a very short clip keeps one (partly padded) frame."""
+    return (torch.div(lengths + 2 * padding - kernel, stride, rounding_mode="floor") + 1).clamp(min=1)
+
+
+def masked_moments(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]):
+    """Mean and (biased) variance of ``x`` over ``dims``, counting only where ``mask`` (which
+    broadcasts against ``x``) is true; keeps the reduced dims."""
+    mask = mask.to(x.dtype)
+    count = (mask.expand_as(x).sum(dims, keepdim=True)).clamp(min=1)
+    mean = (x * mask).sum(dims, keepdim=True) / count
+    var = (((x - mean) * mask) ** 2).sum(dims, keepdim=True) / count
+    return mean, var
+
+
+def masked_mean(x: torch.Tensor, lengths: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Mean of ``x`` over its real frames along ``dim`` (the time axis), which is removed."""
+    shape = [1] * x.dim()
+    shape[0], shape[dim] = x.shape[0], x.shape[dim]
+    mask = real_frames(lengths, x.shape[dim]).view(shape).to(x.dtype)
+    return (x * mask).sum(dim) / lengths.clamp(min=1).view(-1, *[1] * (x.dim() - 2)).to(x.dtype)
+
+
+def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Max of ``x[B, C, ..., T]`` over its real frames (last axis) and every axis after the
+    channel axis: ``[B, C, F, T] -> [B, C]``."""
+    mask = real_frames(lengths, x.shape[-1]).view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1])
+    return x.masked_fill(~mask, float("-inf")).flatten(2).max(dim=-1).values
