@@ -52,7 +52,7 @@ def per_batch(next_batch, count: int) -> tuple[float, float]:
 
 
 def from_workers(frames, batch_size: int, count: int, strategy: str):
-    from ser.data.datamodule import pad_batch
+    from ser.data.loading import pad_batch
 
     torch.multiprocessing.set_sharing_strategy(strategy)
     loader = DataLoader(Clips(frames), batch_size, num_workers=2, collate_fn=pad_batch, prefetch_factor=4,

@@ -1,6 +1,6 @@
 """One epoch of CNN-GRU training, three ways, in one process:
 
-  a. seed 004's pipeline as published (``seed004.py``: per-item features in __getitem__,
+  a. notebook 004's pipeline as published (``notebook004.py``: per-item features in __getitem__,
      every spectrogram padded/cropped to 160 frames, DataLoader defaults, its Base_CNN_GRU);
   b. ser: train.py's DataModule and LightningModule (config as composed by train.py);
   c. ser's network alone on the same batches, features pre-made and in memory, updated as b
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from lightning.fabric.utilities import move_data_to_device
 
-import seed004
+import notebook004
 from common import compose, machine, sync
 
 
@@ -98,7 +98,8 @@ def run_ser(cfg, epochs: int):
     """b through Lightning as train.py runs it, with c interleaved: seconds of each epoch of b and
     of c, of the whole fit, b's test UAR, the DataModule and b's peak resident memory in GiB."""
     L.seed_everything(0, workers=True)
-    dm, module = instantiate(cfg.data), instantiate(cfg.model)
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data, frontend=module.frontend)
     timer, alone = EpochTimer(), NetworkAlone(cfg.trainer.precision)
     trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                         enable_model_summary=False, callbacks=[timer, alone], limit_val_batches=0,
@@ -158,7 +159,7 @@ def benchmark(args, corpus_dir: str, waveforms: str):
                    f"data.cache_dir={waveforms}", "paths.output_dir=.", "seed=0",
                    f"trainer.max_epochs={args.epochs}", *size, *args.overrides])  # (the lr schedule's length)
 
-    dm = instantiate(cfg.data)
+    dm = instantiate(cfg.data)  # no front end: 16 kHz waveforms, what the notebook's pipeline reads
     start = time.perf_counter()
     dm.corpus.prepare(dm.root)
     synthesis = time.perf_counter() - start
@@ -166,7 +167,7 @@ def benchmark(args, corpus_dir: str, waveforms: str):
     dm.prepare_data()  # decode + resample into the waveform cache: the cold part
     cache_build = time.perf_counter() - start
     dm.setup()
-    hours = sum(dm.datasets["train"].lengths()) / cfg.data.sample_rate / 3600
+    hours = sum(dm.datasets["train"].lengths()) / dm.sample_rate / 3600
     print(f"corpus: {len(dm.clips)} clips, {args.speakers} speakers, {hours:.2f} h of training audio "
           f"({synthesis:.0f} s to synthesise, not counted); split {dm.split_counts()}", flush=True)
 
@@ -174,16 +175,16 @@ def benchmark(args, corpus_dir: str, waveforms: str):
     # Cold: the waveform cache's build, everything fit does before and between epochs (the
     # feature cache's build among it) and the first epoch.
     cold = cache_build + (fit - sum(ser_epochs)) + ser_epochs[0]
-    seed_epochs, seed_uar = seed004.train_and_test(split_of(dm, "train"), split_of(dm, "test"), args.epochs)
+    notebook_epochs, notebook_uar = notebook004.train_and_test(split_of(dm, "train"), split_of(dm, "test"), args.epochs)
 
     # The fastest epoch of each (timeit's convention: a shared machine's noise only adds
     # time); ser's first epoch is left out, it is the cold one.
-    seed, ser, alone = min(seed_epochs), min(ser_epochs[1:] or ser_epochs), min(limit)
+    notebook, ser, alone = min(notebook_epochs), min(ser_epochs[1:] or ser_epochs), min(limit)
     print(f"\n| pipeline | s / epoch | test UAR after {args.epochs} epochs |\n|---|---:|---:|")
-    print(f"| a. seed 004 as published | {seed:.1f} | {seed_uar:.3f} |")
+    print(f"| a. notebook 004 as published | {notebook:.1f} | {notebook_uar:.3f} |")
     print(f"| b. ser | {ser:.1f} | {ser_uar:.3f} |")
     print(f"| c. ser's network alone | {alone:.1f} | |")
-    print(f"\nspeedup a/b = {seed / ser:.2f}x   efficiency c/b = {alone / ser:.2f}   "
+    print(f"\nspeedup a/b = {notebook / ser:.2f}x   efficiency c/b = {alone / ser:.2f}   "
           f"first epoch with a cold cache / warm = {cold / ser:.2f} "
           f"(waveform cache build {cache_build:.0f} s)   peak RSS of b = {rss:.2f} GiB")
     print(f"machine: {machine()}; precision {cfg.trainer.precision}, batch {cfg.data.batch_size}, "

@@ -67,7 +67,7 @@ def streamed(module, files: list[Path], batch_size: int) -> float:
 
 def model_alone(module, files: list[Path], batch_size: int) -> float:
     from ser.data.audio import load_mono
-    from ser.data.datamodule import pad_batch
+    from ser.data.loading import pad_batch
 
     clips = sorted((load_mono(p, module.sample_rate) for p in files), key=len)
     batches = [pad_batch([(torch.from_numpy(c), 0) for c in clips[i : i + batch_size]])

@@ -21,7 +21,7 @@ import torch
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
 from ser.data.corpora import AUDIO_SUFFIXES
-from ser.data.datamodule import pad_batch
+from ser.data.loading import pad_batch
 from ser.errors import UserError
 from ser.module import SERModule
 

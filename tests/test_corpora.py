@@ -113,6 +113,11 @@ def test_multi_corpus_keeps_speakers_apart(corpora):
 
 
 def datamodule(corpus, root, cache, emotions, **kw):
+    """Waveforms as a log-mel model reads them with precompute_features off: 16 kHz, clips of
+    at least one STFT window (2048 samples)."""
+    from ser.features import FeatureFrontend
+
+    kw = {"frontend": FeatureFrontend(), "precompute_features": False, **kw}
     dm = SERDataModule(corpus, str(root), emotions, num_workers=0, cache_dir=str(cache), **kw)
     dm.prepare_data()
     dm.setup()
@@ -269,28 +274,24 @@ def test_short_training_run_on_every_layout(train_cli, tmp_path, corpora, name):
 
 
 @pytest.fixture
-def model_trainer(compose_cfg):
-    """A stand-in trainer holding a freshly built model (all a DataModule asks of one)."""
+def built_model(compose_cfg):
+    """A freshly built model, whose front end a DataModule is handed as train.py hands it."""
     from hydra.utils import instantiate
-    from lightning.pytorch.accelerators import CPUAccelerator
 
     def make(*overrides):
-        module = instantiate(compose_cfg(list(overrides)).model)
-        return SimpleNamespace(lightning_module=module, accelerator=CPUAccelerator(), world_size=1)
+        return instantiate(compose_cfg(list(overrides)).model)
     return make
 
 
 @pytest.mark.parametrize("features", ["logmel", "mfcc"])
-def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tmp_path, model_trainer, features):
+def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tmp_path, built_model, features):
     import torch
 
-    trainer = model_trainer("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", f"features={features}")
-    module = trainer.lightning_module
+    module = built_model("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", f"features={features}")
     batches = {}
     for precompute in (True, False):
-        dm = SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, num_workers=0,
-                           cache_dir=str(tmp_path / "cache"), precompute_features=precompute)
-        dm.trainer = trainer
+        dm = SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, frontend=module.frontend,
+                           num_workers=0, cache_dir=str(tmp_path / "cache"), precompute_features=precompute)
         dm.prepare_data()
         dm.setup()
         batches[precompute] = next(iter(dm.test_dataloader()))
@@ -307,23 +308,22 @@ def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tm
 
 
 @pytest.mark.parametrize("precompute", [True, False], ids=["log-mel", "waveforms"])
-def test_cache_held_on_the_device_gathers_the_batches_the_loaders_build(tmp_path, model_trainer, precompute):
+def test_cache_held_on_the_device_gathers_the_batches_the_loaders_build(tmp_path, built_model, precompute):
     """cache_on_device=true (here on the CPU; on a GPU the same code runs there): the loaders
     yield row spans, no workers, and the gathered batches equal the loaders' own, random and
     centre crops included."""
     import torch
 
     from ser.data import Synthetic
-    from ser.data.datamodule import Spans
+    from ser.data.loading import Spans
 
     emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
-    trainer = model_trainer(f"data.emotions=[{','.join(emotions)}]")
+    module = built_model(f"data.emotions=[{','.join(emotions)}]")
     batches = {}
     for resident in (False, True):  # clips of 1-2 s: some cropped (at random in training), some padded
         dm = SERDataModule(Synthetic(num_speakers=4, num_sentences=2), str(tmp_path / "corpus"), emotions,
-                           num_workers=0, batch_size=5, cache_dir=str(tmp_path / "cache"),
+                           frontend=module.frontend, num_workers=0, batch_size=5, cache_dir=str(tmp_path / "cache"),
                            precompute_features=precompute, max_seconds=1.5, cache_on_device=resident)
-        dm.trainer = trainer
         dm.prepare_data()
         dm.setup()
         torch.manual_seed(0)  # the random crops
@@ -376,14 +376,14 @@ def test_cache_on_device_auto_takes_a_cuda_gpu_with_room_to_spare(monkeypatch, t
         SERDataModule(CremaD(), None, ["anger", "neutral"], cache_on_device="gpu")
 
 
-def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, tmp_path, model_trainer):
+def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, tmp_path, built_model):
     emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
     features = tmp_path / "cache" / "features"
 
     def setup(*overrides, **kw):
-        dm = SERDataModule(CremaD(), str(corpora["cremad"]), emotions, num_workers=0,
-                           cache_dir=str(tmp_path / "cache"), **kw)
-        dm.trainer = model_trainer(f"data.emotions=[{','.join(emotions)}]", *overrides)
+        module = built_model(f"data.emotions=[{','.join(emotions)}]", *overrides)
+        dm = SERDataModule(CremaD(), str(corpora["cremad"]), emotions, frontend=module.frontend,
+                           num_workers=0, cache_dir=str(tmp_path / "cache"), **kw)
         dm.prepare_data()
         dm.setup()
         return dm
@@ -401,3 +401,39 @@ def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, 
     assert len(list(features.glob("*.json"))) == 2
     waveform_model = setup("model=wav2vec2", "model.pretrained=false")  # raw samples: nothing to precompute
     assert waveform_model.datasets["train"][0][0].dim() == 1 and len(list(features.glob("*.json"))) == 2
+
+
+def test_a_damaged_cache_is_rebuilt_with_a_warning_when_opened(tmp_path, caplog):
+    root = crema_d(tmp_path / "c", actors=3)
+    paths = sorted(str(p) for p in root.rglob("*.wav"))
+    cache = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    whole = {p: cache[p] for p in paths}
+    with open(cache.data_file, "r+b") as handle:  # a copy cut short, a full disk
+        handle.truncate(cache.nbytes // 2)
+    with caplog.at_level(logging.WARNING):
+        again = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    assert "is damaged" in caplog.text and str(cache.data_file) in caplog.text
+    assert all(np.array_equal(again[p], whole[p]) for p in paths)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        WaveformCache.open(paths, 16000, tmp_path / "cache")
+    assert "damaged" not in caplog.text  # intact now: opened as it is
+
+
+def test_two_processes_opening_one_cold_cache_build_it_once(tmp_path):
+    import subprocess
+    import sys
+
+    root = crema_d(tmp_path / "c", actors=3)
+    script = ("import logging, sys; from pathlib import Path; logging.basicConfig(level=logging.INFO);"
+              "from ser.data.cache import WaveformCache;"
+              "paths = sorted(str(p) for p in Path(sys.argv[1]).rglob('*.wav'));"
+              "cache = WaveformCache.open(paths, 16000, sys.argv[2]);"
+              "print(sum(cache.length(p) for p in paths), len(paths))")
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(root), str(tmp_path / "cache")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [proc.communicate(timeout=300) for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    counts = [out.split() for out, _ in outputs]
+    assert counts[0] == counts[1] and int(counts[0][1]) == len(list(root.rglob("*.wav")))
+    assert sum(err.count("Cached ") for _, err in outputs) == 1  # one process built, the other read it

@@ -75,8 +75,8 @@ def test_the_cache_is_held_on_the_gpu_and_gives_the_loaders_batches(compose_cfg)
     module = instantiate(cfg.model)
     batches = {}
     for setting in ("auto", False):
-        dm = instantiate(cfg.data, cache_on_device=setting)
-        dm.trainer = SimpleNamespace(lightning_module=module, accelerator=CUDAAccelerator(), world_size=1)
+        dm = instantiate(cfg.data, cache_on_device=setting, frontend=module.frontend)
+        dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=1)
         dm.prepare_data()
         dm.setup()
         batches[setting] = [dm.on_after_batch_transfer(move_data_to_device(batch, "cuda"), 0)

@@ -1,5 +1,5 @@
-"""Decode + resample + mono-mix once (and, for spectral front ends, compute the log-mel once);
-every epoch after that reads one flat file.
+"""Decode + resample + mono-mix once (and compute the model's frozen stage, e.g. the log-mel,
+once); every epoch after that reads one flat file.
 
 A cache holds the clips of a corpus end to end in one float32 file, each clip a run of rows
 of a fixed width: one sample per row for waveforms, one frame of ``n_mels`` values per row
@@ -12,11 +12,12 @@ SLURM's sums and kills jobs over. Nothing is ever written into the corpus folder
 
 The waveform cache is keyed by the sample rate and every file's path, size and modification
 time, so editing, adding or removing a file builds a new one; the feature cache is keyed by
-its waveform cache and the front end's parameters.
+its waveform cache and what the frozen stage says its output depends on.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -24,6 +25,7 @@ import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,14 +36,36 @@ from ser.data.audio import DECODE_THREADS, try_load_mono
 from ser.errors import UserError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono)
 FEATURE_BATCH = 64  # clips per front-end call while building the feature cache
+
+
+class FrozenStage(Protocol):
+    """The part of a model whose output per clip never changes while it trains, handed to the
+    data side by the composition root so that it is computed once per clip and cached (the
+    log-mel of a spectral front end: ``ser.features.LogMelStage``)."""
+
+    description: str  # what it computes, for the progress bar
+    width: int  # values per output frame
+    device: torch.device  # where it computes
+
+    def cache_key(self) -> dict: ...  # everything its output depends on
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor: ...
+
+    def compute(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waves[B, T], lengths[B] -> outputs[B, width, frames], frames[B]"""
+        ...
 
 
 def cache_key(paths: list[str], sample_rate: int) -> str:
     digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}".encode())
     for path in paths:
-        stat = os.stat(path)
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError:  # gone since the scan: decoding records it as failed
+            digest.update(f"\n{path}\tmissing".encode())
+            continue
         digest.update(f"\n{path}\t{stat.st_size}\t{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:16]
 
@@ -146,42 +170,79 @@ class WaveformCache(ClipCache):
     def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
         """Load the cache for exactly these files, building it first if needed."""
         base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate)
-        if not base.with_suffix(".json").is_file():
+
+        def build():
             with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
                 results = pool.map(lambda path: try_load_mono(path, sample_rate), paths)
                 write(base, zip(paths, results), len(paths), "Decoding audio into the cache",
                       sample_rate=sample_rate)
+        built_once(base, build)
         return cls.load(base)
 
 
 class FeatureCache(ClipCache):
-    """The log-mel of every clip of a waveform cache, computed once with the model's own front
-    end (before the per-utterance normalisation, which a crop changes): one frame per row."""
+    """The frozen stage's output for every clip of a waveform cache, computed once with the
+    model's own modules (for log-mel: before the per-utterance normalisation, which a crop
+    changes): one frame per row."""
 
     @classmethod
-    def open(cls, waveforms: WaveformCache, frontend, cache_dir: str | Path) -> FeatureCache:
+    def open(cls, waveforms: WaveformCache, stage: FrozenStage, cache_dir: str | Path) -> FeatureCache:
         """Load the features of every clip in ``waveforms``, computing them first if needed."""
-        spec = {"waveforms": waveforms.data_file.stem, **frontend.log_mel_spec()}
+        spec = {"waveforms": waveforms.data_file.stem, **stage.cache_key()}
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         base = Path(cache_dir).expanduser() / "features" / key
-        if not base.with_suffix(".json").is_file():
-            paths = list(waveforms.offsets)
-            write(base, log_mels(waveforms, paths, frontend), len(paths), "Computing log-mel features once",
-                  width=frontend.n_mels, spec=spec)
+        paths = list(waveforms.offsets)
+        built_once(base, lambda: write(base, computed_once(waveforms, paths, stage), len(paths),
+                                       f"Computing {stage.description} once", width=stage.width, spec=spec))
         return cls.load(base)
 
 
+def built_once(base: Path, build) -> None:
+    """Make sure an intact cache lies at ``base``, calling ``build()`` if none does.
+
+    Processes that open the same cold cache at once (a joblib or SLURM sweep) take turns on a
+    lock beside it: the first builds, the others find it built. A damaged cache (its data file
+    missing or not the size its index says, e.g. a copy cut short or a full disk) is rebuilt
+    with a warning, here, before training starts, rather than found by a loader mid-epoch.
+    """
+    base.parent.mkdir(parents=True, exist_ok=True)
+    with open(base.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        index = base.with_suffix(".json")
+        if index.is_file():
+            problem = damage(base)
+            if problem is None:
+                return
+            log.warning("The cache %s is damaged (%s): rebuilding it", base.with_suffix(".f32"), problem)
+            index.unlink()
+        build()
+
+
+def damage(base: Path) -> str | None:
+    """What is wrong with the cache at ``base`` (None: its data file has every row its index lists)."""
+    try:
+        index = json.loads(base.with_suffix(".json").read_text())
+        expected = 4 * index.get("width", 1) * sum(int(rows) for _, _, rows in index["clips"])
+    except (ValueError, KeyError, TypeError) as err:
+        return f"unreadable index: {err}"
+    data = base.with_suffix(".f32")
+    if not data.is_file():
+        return "no data file"
+    if (size := data.stat().st_size) != expected:
+        return f"{size} bytes, its index lists {expected}"
+    return None
+
+
 @torch.no_grad()
-def log_mels(waveforms: WaveformCache, paths: list[str], frontend) -> Iterator[tuple[str, tuple]]:
-    """(path, (frames[T, n_mels], None)) for every clip, computed in batches of similar length."""
-    device = next(frontend.buffers()).device
+def computed_once(waveforms: WaveformCache, paths: list[str], stage: FrozenStage) -> Iterator[tuple[str, tuple]]:
+    """(path, (frames[T, width], None)) for every clip, computed in batches of similar length."""
     order = sorted(paths, key=waveforms.length)
     for start in range(0, len(order), FEATURE_BATCH):
         chunk = order[start : start + FEATURE_BATCH]
         waves = pad_sequence([torch.from_numpy(waveforms[p]) for p in chunk], batch_first=True)
         lengths = torch.tensor([waveforms.length(p) for p in chunk])
-        mel, frames = frontend.log_mel(waves.to(device), lengths.to(device))
-        for path, clip, n in zip(chunk, mel.cpu(), frames.tolist()):
+        outputs, frames = stage.compute(waves.to(stage.device), lengths.to(stage.device))
+        for path, clip, n in zip(chunk, outputs.float().cpu(), frames.tolist()):
             yield path, (clip[:, :n].T.contiguous().numpy(), None)
 
 

@@ -39,12 +39,20 @@ class Corpus:
     name = "corpus"
     homepage = ""
     labels: dict[str, str] = {}
+    generated = False  # True: prepare() makes it, so there is nothing to find beforehand
 
     def parse(self, path: Path) -> tuple[str, str] | None:
         raise NotImplementedError
 
     def prepare(self, root: Path) -> None:
         """Make the corpus available below ``root``; real corpora can only be downloaded by you."""
+
+    def check_available(self, root) -> None:
+        """Raise :class:`MissingCorpus` now, before any work, if the corpus folder is missing."""
+        if root is None or self.generated:  # nothing given, or nothing to find before prepare()
+            return
+        if not Path(root).expanduser().is_dir():
+            raise MissingCorpus(self.missing_message(Path(root).expanduser()))
 
     def sources(self, root) -> list[tuple[Corpus, Path]]:
         """(parser, root) pairs that make up this corpus; several for :class:`Multi`."""
@@ -184,12 +192,18 @@ class Folder(Corpus):
         self.manifest = manifest
         self.speaker_pattern = re.compile(speaker_pattern)
 
-    def scan(self, root):
+    def check_available(self, root) -> None:
         if self.manifest is None:
-            return super().scan(root)
+            return super().check_available(root)
         manifest = Path(self.manifest).expanduser()
         if not manifest.is_file():
             raise MissingCorpus(f"data.corpus.manifest={str(manifest)!r} does not exist.")
+
+    def scan(self, root):
+        if self.manifest is None:
+            return super().scan(root)
+        self.check_available(root)
+        manifest = Path(self.manifest).expanduser()
         clips, skipped = [], []
         with open(manifest, newline="") as handle:
             for row in csv.DictReader(handle):
@@ -221,6 +235,16 @@ class Multi(Corpus):
         for corpus, part_root in self.parts.values():
             corpus.prepare(part_root)
 
+    def check_available(self, root) -> None:
+        missing = []
+        for corpus, part_root in self.parts.values():
+            try:
+                corpus.check_available(part_root)
+            except MissingCorpus as err:
+                missing.append(str(err))
+        if missing:  # every missing part in one paragraph
+            raise MissingCorpus(" ".join(missing))
+
     def sources(self, root):
         return [(_Prefixed(corpus, name), part_root) for name, (corpus, part_root) in self.parts.items()]
 
@@ -230,7 +254,7 @@ class _Prefixed(Corpus):
 
     def __init__(self, inner: Corpus, prefix: str):
         self.inner, self.prefix = inner, prefix
-        self.name, self.homepage = inner.name, inner.homepage
+        self.name, self.homepage, self.generated = inner.name, inner.homepage, inner.generated
 
     def parse(self, path):
         return self.inner.parse(path)

@@ -1,9 +1,12 @@
 """The one LightningDataModule every corpus reuses.
 
 corpus folder --parser--> clips (path, speaker, emotion) --split--> train/val/test
-             --cache--> mono float32 at ``sample_rate``
-             [--feature cache--> log-mel of each clip, computed once with the model's front end]
+             --cache--> mono float32 at the front end's sample rate
+             [--feature cache--> the front end's frozen stage (log-mel) of each clip, once]
              --loader--> (inputs[B, ..., T], lengths[B], labels[B])
+
+The model's front end is handed in (``frontend``) by the composition root; nothing here looks
+for a model.
 
 On a GPU the cache the loaders read usually fits in the GPU's memory many times over (CREMA-D's
 log-mel: 0.3 GB). It is then copied there once (``cache_on_device``) and the loaders yield only
@@ -25,132 +28,45 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Protocol
 
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from ser.data.cache import ClipCache, FeatureCache, ResidentRows, WaveformCache
+from ser.data.cache import ClipCache, FeatureCache, FrozenStage, ResidentRows, WaveformCache
 from ser.data.corpora import Clip, Corpus
 from ser.data.emotions import check_emotions
-from ser.data.splits import SPLITS, assign_splits
+from ser.data.loading import (
+    BucketSampler,
+    ClipDataset,
+    FixedOrder,
+    SpanDataset,
+    Spans,
+    pad_batch,
+    stack_spans,
+)
+from ser.data.splits import METHODS, SPLITS, assign_splits
+from ser.errors import ConfigError, not_one_of
 
 log = logging.getLogger(__name__)
 RESIDENT_SHARE = 0.25  # cache_on_device=auto: at most this share of the GPU's free memory
+EVAL_CROPS = ("center", "none")
+CACHE_ON_DEVICE = ("auto", True, False)
 
 
-class ClipDataset(Dataset):
-    """Clips of one split, read from a cache (only the cropped part, if cropped): waveforms
-    ``[samples]`` or log-mel ``[n_mels, frames]``; ``max_len`` counts samples or frames."""
+class FrontEnd(Protocol):
+    """What the data side takes from the model's front end, which the composition root hands
+    over (``ser.features.FeatureFrontend``): the rate to resample to, the shortest clip it can
+    analyse, and the frozen stage to compute once per clip (None: feed waveforms)."""
 
-    def __init__(self, cache: ClipCache, paths: list[str], labels: list[int], max_len: int | None, crop: str):
-        self.cache, self.paths, self.labels = cache, paths, labels
-        self.max_len, self.crop = max_len, crop
+    sample_rate: int
+    min_samples: int
 
-    def __len__(self):
-        return len(self.paths)
-
-    def lengths(self) -> list[int]:
-        n = [self.cache.length(p) for p in self.paths]
-        return [min(x, self.max_len) for x in n] if self._crops() else n
-
-    def _crops(self) -> bool:
-        return self.max_len is not None and self.crop != "none"
-
-    def span(self, i) -> tuple[int, int]:
-        """(first row, row count) of item ``i`` within its clip: the crop, drawn here."""
-        length = self.cache.length(self.paths[i])
-        if self._crops() and (excess := length - self.max_len) > 0:
-            start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
-            return start, self.max_len
-        return 0, length
-
-    def __getitem__(self, i):
-        start, count = self.span(i)
-        rows = torch.from_numpy(self.cache.read(self.paths[i], start, count))
-        return rows.movedim(0, -1), self.labels[i]  # time last (a view; the batch is one copy)
-
-
-class SpanDataset(ClipDataset):
-    """The same clips as rows of a cache held on the device: items are (first row in the
-    cache, row count, label), gathered into a batch after the transfer."""
-
-    def __getitem__(self, i):
-        start, count = self.span(i)
-        return self.cache.offsets[self.paths[i]][0] + start, count, self.labels[i]
-
-
-class Spans(NamedTuple):
-    """A batch as row spans of a device-resident cache (see :class:`ResidentRows`)."""
-
-    starts: torch.Tensor  # [B] first row of each clip in the cache (after any crop)
-    lengths: torch.Tensor  # [B] rows of each clip
-    labels: torch.Tensor  # [B]
-    longest: int  # max(lengths), known on the host: the gather needs no device sync
-
-
-def stack_spans(items) -> Spans:
-    starts, lengths, labels = (torch.tensor(column) for column in zip(*items))
-    return Spans(starts, lengths, labels, int(lengths.max()))
-
-
-def pad_batch(items):
-    """Zero-pad a list of (clip, label) along time, the last axis, to the longest clip; the
-    true lengths travel along."""
-    clips, labels = zip(*items)
-    lengths = torch.tensor([clip.shape[-1] for clip in clips])
-    batch = torch.zeros(len(clips), *clips[0].shape[:-1], int(lengths.max()))
-    for row, clip in zip(batch, clips):
-        row[..., : clip.shape[-1]] = clip
-    return batch, lengths, torch.tensor(labels)
-
-
-class BucketSampler(Sampler):
-    """Shuffled batches of similar length: cuts padding (and compute) without a fixed order.
-
-    Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length within
-    each pool, batched, and the batches shuffled again. Yields indices, so Lightning can still
-    wrap it for distributed training.
-    """
-
-    def __init__(self, lengths, batch_size: int, seed: int, pool_batches: int = 50):
-        self.lengths = np.asarray(lengths)
-        self.batch_size, self.seed, self.pool = batch_size, seed, pool_batches * batch_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self):
-        return len(self.lengths)
-
-    def __iter__(self):
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(len(self.lengths))
-        batches = []
-        for start in range(0, len(order), self.pool):
-            pool = order[start : start + self.pool]
-            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
-            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        for b in rng.permutation(len(batches)):
-            yield from batches[b].tolist()
-
-
-class FixedOrder(Sampler):
-    """Yields a precomputed order of indices."""
-
-    def __init__(self, order):
-        self.order = [int(i) for i in order]
-
-    def __len__(self):
-        return len(self.order)
-
-    def __iter__(self):
-        return iter(self.order)
+    def frozen_stage(self) -> FrozenStage | None: ...
 
 
 class SERDataModule(L.LightningDataModule):
@@ -159,7 +75,7 @@ class SERDataModule(L.LightningDataModule):
         corpus: Corpus,
         root: str | None,
         emotions: list[str],
-        sample_rate: int = 16000,
+        frontend: FrontEnd | None = None,
         split: str = "speaker",
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
@@ -174,31 +90,41 @@ class SERDataModule(L.LightningDataModule):
         bucket_by_length: bool = True,
         max_seconds: float | None = None,
         eval_crop: str = "center",
-        min_samples: int = 2048,
         cache_dir: str = ".cache",
         precompute_features: bool = True,
         cache_on_device: bool | str = "auto",
     ):
+        """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable)."""
         super().__init__()
         self.corpus, self.root = corpus, root
         self.classes = check_emotions(emotions)
-        self.sample_rate, self.split, self.seed = sample_rate, split, seed
+        self.sample_rate = frontend.sample_rate if frontend is not None else 16000
+        self.min_samples = frontend.min_samples if frontend is not None else 1
+        stage = frontend.frozen_stage() if frontend is not None else None
+        self.frozen_stage: FrozenStage | None = stage if precompute_features else None
+        self.split, self.seed = split, seed
+        check_split(split, val_fraction, test_fraction, fold, num_folds)
         self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction,
                                seed=seed, fold=fold, num_folds=num_folds)
+        for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or batch_size)):
+            if not (isinstance(size, int) and size >= 1):
+                raise ConfigError(f"data.{key}={size!r} is not valid: a batch is a whole number of clips, >= 1.")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         if not (num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0)):
-            raise ValueError(f"data.num_workers must be auto or a count >= 0, not {num_workers!r}")
+            raise ConfigError(f"data.num_workers={num_workers!r} is not valid: use auto or a count >= 0.")
+        if max_seconds is not None and not max_seconds > 0:
+            raise ConfigError(f"data.max_seconds={max_seconds!r} is not valid: use a length in seconds > 0, "
+                              "or null to keep whole clips.")
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.bucket_by_length = bucket_by_length
-        self.max_samples = int(max_seconds * sample_rate) if max_seconds else None
-        if eval_crop not in ("center", "none"):
-            raise ValueError(f"data.eval_crop must be center or none, not {eval_crop!r}")
-        self.eval_crop = eval_crop
-        self.min_samples, self.cache_dir = min_samples, cache_dir
-        self.precompute_features = precompute_features
-        if cache_on_device not in ("auto", True, False):
-            raise ValueError(f"data.cache_on_device must be auto, true or false, not {cache_on_device!r}")
+        self.max_samples = int(max_seconds * self.sample_rate) if max_seconds else None
+        if eval_crop not in EVAL_CROPS:
+            raise not_one_of("data.eval_crop", eval_crop, EVAL_CROPS)
+        self.eval_crop, self.cache_dir = eval_crop, cache_dir
+        if cache_on_device not in CACHE_ON_DEVICE:
+            raise not_one_of("data.cache_on_device", cache_on_device, ("auto", "true", "false"))
+        corpus.check_available(root)
         self.cache_on_device = cache_on_device
         self.resident: ResidentRows | None = None  # the rows on the device, once the first batch arrives
         self.clips: list[Clip] = []
@@ -209,23 +135,19 @@ class SERDataModule(L.LightningDataModule):
     def prepare_data(self):
         """Runs once per machine: generate (synthetic) data and build the caches."""
         self.corpus.prepare(self.root)
-        clips = self._scan()
-        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
-        if (frontend := self.feature_frontend()) is not None:
-            FeatureCache.open(waveforms, frontend, self.cache_dir)
+        self._open_caches(self._scan())
 
     def setup(self, stage: str | None = None):
         if self.datasets:
             return
         clips = self._scan()
-        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        waveforms, cache = self._open_caches(clips)
         self.clips = self._usable(clips, waveforms)
         self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
                                         self.split, **self.split_args)
-        cache, max_len = waveforms, self.max_samples
-        if (frontend := self.feature_frontend()) is not None:
-            cache = FeatureCache.open(waveforms, frontend, self.cache_dir)
-            max_len = max_len and int(frontend.frame_lengths(torch.tensor(max_len)))
+        max_len = self.max_samples
+        if self.frozen_stage is not None and max_len:
+            max_len = int(self.frozen_stage.frame_lengths(torch.tensor(max_len)))
         dataset = SpanDataset if self._holds_cache_on_device(cache) else ClipDataset
         for name in SPLITS:
             members = [c for c, s in zip(self.clips, self.assignment) if s == name]
@@ -252,13 +174,13 @@ class SERDataModule(L.LightningDataModule):
             self.resident = ResidentRows.load(self.datasets["train"].cache, batch.starts.device)
         return self.resident.gather(batch.starts, batch.lengths, batch.longest), batch.lengths, batch.labels
 
-    def feature_frontend(self):
-        """The model's front end when its log-mel can be computed once per clip here: with
-        ``precompute_features``, a spectral front end and a trainer that holds the model. The
-        model's own module, so the features cannot drift from what it computes itself."""
-        model = self.trainer.lightning_module if self.precompute_features and self.trainer else None
-        frontend = getattr(model, "frontend", None)
-        return frontend if getattr(frontend, "kind", None) in ("logmel", "mfcc") else None
+    def _open_caches(self, clips: list[Clip]) -> tuple[WaveformCache, ClipCache]:
+        """(the waveform cache, the cache the loaders read: the frozen stage's, if any),
+        built first where missing."""
+        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+        if self.frozen_stage is None:
+            return waveforms, waveforms
+        return waveforms, FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir)
 
     def _scan(self) -> list[Clip]:
         clips, skipped = self.corpus.scan(self.root)
@@ -287,9 +209,13 @@ class SERDataModule(L.LightningDataModule):
         inputs = "log-mel, computed once" if isinstance(train.cache, FeatureCache) else "waveforms"
         where = "held on the device, batches gathered there" if isinstance(train, SpanDataset) else "read by the loaders"
         log.info("Split %s: %s clips, %s speakers; inputs: %s, %s", self.split, counts, speakers, inputs, where)
+        if train.max_len is not None:
+            longer = sum(ds.cache.length(p) > train.max_len for ds in self.datasets.values() for p in ds.paths)
+            log.info("%d clips are longer than data.max_seconds=%g s and cropped (at random in training, "
+                     "data.eval_crop=%s at evaluation)", longer, self.max_samples / self.sample_rate, self.eval_crop)
         for name, ds in self.datasets.items():
             if len(ds) == 0:
-                raise ValueError(f"the {name} split is empty; check data.root and data.emotions")
+                raise ConfigError(f"the {name} split is empty; check data.root and data.emotions")
 
     # -- loaders ---------------------------------------------------------------------------
     def train_dataloader(self):
@@ -349,6 +275,24 @@ class SERDataModule(L.LightningDataModule):
             writer.writerow(["path", "speaker", "emotion", "split"])
             for clip, split in zip(self.clips, self.assignment):
                 writer.writerow([clip.path, clip.speaker, clip.emotion, split])
+
+
+def check_split(split: str, val_fraction: float, test_fraction: float, fold: int, num_folds: int) -> None:
+    """What can be said of the split settings before the corpus is read."""
+    if split not in METHODS:
+        raise not_one_of("data.split", split, METHODS)
+    for key, share in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+        if not 0 < share < 1:
+            raise ConfigError(f"data.{key}={share!r} is not valid: a share of the speakers, between 0 and 1.")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} leaves "
+                          "no speakers for training: keep their sum below 1.")
+    if split == "kfold":
+        if not (isinstance(num_folds, int) and num_folds >= 3):
+            raise ConfigError(f"data.num_folds={num_folds!r} is not valid: k-fold needs at least 3 folds "
+                              "(one test, one validation, the rest training).")
+        if not (isinstance(fold, int) and 0 <= fold < num_folds):
+            raise ConfigError(f"data.fold={fold!r} is not valid: with data.num_folds={num_folds} use 0 to {num_folds - 1}.")
 
 
 def _warn_skipped(what: str, skipped: list[tuple[str, str]]) -> None:

@@ -1,5 +1,7 @@
 """The one emotion vocabulary that every corpus maps its labels into."""
 
+from ser.errors import ConfigError
+
 EMOTIONS = (
     "anger",
     "disgust",
@@ -18,9 +20,10 @@ def check_emotions(names) -> list[str]:
     names = list(names)
     unknown = [n for n in names if n not in EMOTIONS]
     if unknown:
-        raise ValueError(f"unknown emotion(s) {unknown}; the shared vocabulary is {list(EMOTIONS)}")
+        raise ConfigError(f"data.emotions has unknown emotion(s) {unknown}; use names of the shared "
+                          f"vocabulary: {', '.join(EMOTIONS)}.")
     if len(set(names)) != len(names):
-        raise ValueError(f"data.emotions lists a class twice: {names}")
+        raise ConfigError(f"data.emotions lists a class twice: {names}")
     if len(names) < 2:
-        raise ValueError(f"need at least two emotions to classify, got {names}")
+        raise ConfigError(f"data.emotions={names}: need at least two emotions to classify.")
     return names

@@ -11,8 +11,11 @@ from collections import defaultdict
 
 import numpy as np
 
+from ser.errors import ConfigError, not_one_of
+
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+METHODS = ("speaker", "random", "kfold")  # data.split
 
 
 def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_fraction: float,
@@ -24,7 +27,7 @@ def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_
         return by_utterance(emotions, val_fraction, test_fraction, seed)
     if method == "kfold":
         return by_speaker_fold(speakers, emotions, fold, num_folds, seed)
-    raise ValueError(f"data.split must be speaker, random or kfold, not {method!r}")
+    raise not_one_of("data.split", method, METHODS)
 
 
 def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[str]:
@@ -36,7 +39,7 @@ def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[st
     n_test = max(1, round(test_fraction * len(unique)))
     n_val = max(1, round(val_fraction * len(unique)))
     if n_test + n_val >= len(unique):
-        raise ValueError(f"{len(unique)} speakers cannot give {n_test} test and {n_val} val speakers "
+        raise ConfigError(f"{len(unique)} speakers cannot give {n_test} test and {n_val} val speakers "
                          "and still leave some to train on")
     seen = _emotions_by_speaker(speakers, emotions)
     rng = np.random.default_rng(seed)
@@ -47,7 +50,7 @@ def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[st
         if all(_covers(seen, group, set(emotions)) for group in groups.values()):
             split_of = {s: name for name, group in groups.items() for s in group}
             return [split_of[s] for s in speakers]
-    raise ValueError("no speaker split found in which train, val and test each contain every emotion; "
+    raise ConfigError("no speaker split found in which train, val and test each contain every emotion; "
                      "restrict data.emotions or use data.split=random")
 
 
@@ -70,10 +73,10 @@ def by_speaker_fold(speakers, emotions, fold, num_folds, seed) -> list[str]:
     With ``num_folds`` equal to the number of speakers this is leave-one-speaker-out."""
     unique = sorted(set(speakers))
     if not 3 <= num_folds <= len(unique):
-        raise ValueError(f"data.num_folds must be between 3 and the number of speakers ({len(unique)}), "
+        raise ConfigError(f"data.num_folds must be between 3 and the number of speakers ({len(unique)}), "
                          f"got {num_folds}")
     if not 0 <= fold < num_folds:
-        raise ValueError(f"data.fold must be in [0, {num_folds}), got {fold}")
+        raise ConfigError(f"data.fold must be in [0, {num_folds}), got {fold}")
     rng = np.random.default_rng(seed)
     order = [unique[i] for i in rng.permutation(len(unique))]
     fold_of = {s: i % num_folds for i, s in enumerate(order)}
@@ -89,7 +92,7 @@ def by_speaker_fold(speakers, emotions, fold, num_folds, seed) -> list[str]:
 
 def _hold_out_one_speaker(speakers, emotions, unique, val_fraction, seed) -> list[str]:
     if len(unique) < 2:
-        raise ValueError("a speaker-independent split needs at least two speakers; "
+        raise ConfigError("a speaker-independent split needs at least two speakers; "
                          "use data.split=random for a single-speaker corpus")
     rng = np.random.default_rng(seed)
     test_speaker = unique[int(rng.integers(len(unique)))]

@@ -34,6 +34,7 @@ from rich.progress import track
 
 from ser.data.audio import write_wav
 from ser.data.corpora import CremaD
+from ser.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -170,15 +171,16 @@ class Synthetic(CremaD):
 
     name = "synthetic"
     homepage = "the built-in generator (nothing to download)"
+    generated = True  # prepare() writes it: nothing to find before then
 
     def __init__(self, num_speakers: int = 16, num_sentences: int = 10, seed: int = 0,
                  sample_rate: int = 16000, variability: float = 1.0, syllables=(5, 9),
                  intensities: bool = False, num_clips: int | None = None):
         if num_speakers < 3:
-            raise ValueError("the synthetic corpus needs at least 3 speakers")
+            raise ConfigError(f"data.corpus.num_speakers={num_speakers}: the synthetic corpus needs at least 3 speakers.")
         low, high = (int(n) for n in syllables)
         if not 1 <= low <= high:
-            raise ValueError(f"syllables must be [fewest, most] with 1 <= fewest <= most, not {syllables}")
+            raise ConfigError(f"data.corpus.syllables={list(syllables)} is not valid: use [fewest, most] with 1 <= fewest <= most.")
         self.spec = SyntheticSpec(num_speakers, min(num_sentences, len(SENTENCES)), seed,
                                   sample_rate, variability, (low, high), intensities, num_clips)
 

@@ -1,0 +1,127 @@
+"""What the loaders read: datasets over a cache, the batch samplers, and collation.
+
+A dataset item is one clip of a split, read from a cache (only its cropped part):
+``(rows[..., T], label)``; the collated batch is ``(inputs[B, ..., T] zero-padded, lengths[B],
+labels[B])``. With the cache held on the device, items are only row spans and a batch is a
+:class:`Spans`, gathered on the device after the transfer (``ser.data.cache.ResidentRows``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from ser.data.cache import ClipCache
+
+
+class ClipDataset(Dataset):
+    """Clips of one split, read from a cache (only the cropped part, if cropped): waveforms
+    ``[samples]`` or log-mel ``[n_mels, frames]``; ``max_len`` counts samples or frames."""
+
+    def __init__(self, cache: ClipCache, paths: list[str], labels: list[int], max_len: int | None, crop: str):
+        self.cache, self.paths, self.labels = cache, paths, labels
+        self.max_len, self.crop = max_len, crop
+
+    def __len__(self):
+        return len(self.paths)
+
+    def lengths(self) -> list[int]:
+        n = [self.cache.length(p) for p in self.paths]
+        return [min(x, self.max_len) for x in n] if self._crops() else n
+
+    def _crops(self) -> bool:
+        return self.max_len is not None and self.crop != "none"
+
+    def span(self, i) -> tuple[int, int]:
+        """(first row, row count) of item ``i`` within its clip: the crop, drawn here."""
+        length = self.cache.length(self.paths[i])
+        if self._crops() and (excess := length - self.max_len) > 0:
+            start = int(torch.randint(excess + 1, ())) if self.crop == "random" else excess // 2
+            return start, self.max_len
+        return 0, length
+
+    def __getitem__(self, i):
+        start, count = self.span(i)
+        rows = torch.from_numpy(self.cache.read(self.paths[i], start, count))
+        return rows.movedim(0, -1), self.labels[i]  # time last (a view; the batch is one copy)
+
+
+class SpanDataset(ClipDataset):
+    """The same clips as rows of a cache held on the device: items are (first row in the
+    cache, row count, label), gathered into a batch after the transfer."""
+
+    def __getitem__(self, i):
+        start, count = self.span(i)
+        return self.cache.offsets[self.paths[i]][0] + start, count, self.labels[i]
+
+
+class Spans(NamedTuple):
+    """A batch as row spans of a device-resident cache (see :class:`ResidentRows`)."""
+
+    starts: torch.Tensor  # [B] first row of each clip in the cache (after any crop)
+    lengths: torch.Tensor  # [B] rows of each clip
+    labels: torch.Tensor  # [B]
+    longest: int  # max(lengths), known on the host: the gather needs no device sync
+
+
+def stack_spans(items) -> Spans:
+    starts, lengths, labels = (torch.tensor(column) for column in zip(*items))
+    return Spans(starts, lengths, labels, int(lengths.max()))
+
+
+def pad_batch(items):
+    """Zero-pad a list of (clip, label) along time, the last axis, to the longest clip; the
+    true lengths travel along."""
+    clips, labels = zip(*items)
+    lengths = torch.tensor([clip.shape[-1] for clip in clips])
+    batch = torch.zeros(len(clips), *clips[0].shape[:-1], int(lengths.max()))
+    for row, clip in zip(batch, clips):
+        row[..., : clip.shape[-1]] = clip
+    return batch, lengths, torch.tensor(labels)
+
+
+class BucketSampler(Sampler):
+    """Shuffled batches of similar length: cuts padding (and compute) without a fixed order.
+
+    Indices are shuffled, cut into pools of ``pool_batches`` batches, sorted by length within
+    each pool, batched, and the batches shuffled again. Yields indices, so Lightning can still
+    wrap it for distributed training.
+    """
+
+    def __init__(self, lengths, batch_size: int, seed: int, pool_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size, self.seed, self.pool = batch_size, seed, pool_batches * batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(len(self.lengths))
+        batches = []
+        for start in range(0, len(order), self.pool):
+            pool = order[start : start + self.pool]
+            pool = pool[np.argsort(self.lengths[pool], kind="stable")]
+            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
+        for b in rng.permutation(len(batches)):
+            yield from batches[b].tolist()
+
+
+class FixedOrder(Sampler):
+    """Yields a precomputed order of indices."""
+
+    def __init__(self, order):
+        self.order = [int(i) for i in order]
+
+    def __len__(self):
+        return len(self.order)
+
+    def __iter__(self):
+        return iter(self.order)
