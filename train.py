@@ -16,7 +16,7 @@ from ser.errors import find_user_error
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from ser.train import run  # imported here so that --help and --cfg stay fast
+    from ser.train import in_search, run  # imported here so that --help and --cfg stay fast
 
     try:
         results = run(cfg)
@@ -24,6 +24,8 @@ def main(cfg: DictConfig) -> float | None:
         user_error = find_user_error(err)
         if user_error is None:
             raise
+        if in_search():
+            raise user_error from None  # the sweeper records the trial as failed and goes on
         print(f"\nerror: {user_error}\n", file=sys.stderr)  # the user's to fix: no traceback
         sys.exit(2)
     # The value Hydra sweepers (Optuna) optimise.

@@ -15,9 +15,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser.errors import UserError
+from ser.errors import ConfigError, UserError
 from ser.features import Augment, FeatureFrontend
 from ser.metrics import classification_metrics
 
@@ -54,6 +55,7 @@ class SERModule(L.LightningModule):
                                                  augment=augment, compile=compile,
                                                  channels_last=channels_last).items()}
         self.save_hyperparameters(hparams)
+        check_optimisation(hparams["optimizer"], hparams["scheduler"])
         self.classes = list(hparams["classes"])
         num_classes = len(self.classes)
         self.frontend = _build(hparams["frontend"], FeatureFrontend)
@@ -71,22 +73,33 @@ class SERModule(L.LightningModule):
         self.train_metrics = classification_metrics(num_classes, "train/")
         self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, labels
         self.val_metrics = classification_metrics(num_classes, "val/")
+        # The running best of val/uar, the value searches optimise. Computed here rather than
+        # read from the checkpoint callback, so it exists in every run that validates
+        # (fast_dev_run and limit_* runs switch that callback off); saved in checkpoints, so a
+        # resumed run keeps its best.
+        self.val_uar_best = MaxMetric()
+        self.val_uar_best.persistent(True)
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
 
     def on_fit_start(self) -> None:
-        if self.hparams.compile and self.device.type == "cpu":
+        self.check_device(self.device.type)
+
+    def check_device(self, device_type: str) -> None:
+        """Refuse what cannot run on this device, before any work (run() asks with the
+        trainer's accelerator; on_fit_start asks again for code that fits by hand)."""
+        if self.hparams.compile and device_type == "cpu":
             # Measured again with torch 2.14.1 (2026-12-01): Inductor's CPU code for CNN-GRU
             # and CNN compiles the first batch and fails at the second batch length with
             # "cannot determine truth value of Relational: 1 < s76" (dynamic shapes); the LSTM
             # compiles. Variable-length batches are the norm here, so refuse it up front.
-            raise UserError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
-                            "fails on the second batch length of the convolutional models there. "
-                            "Leave it off on CPU runs.")
+            raise ConfigError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
+                              "fails on the second batch length of the convolutional models there. "
+                              "Leave it off on CPU runs.")
 
     @property
     def sample_rate(self) -> int:
-        return int(self.hparams.frontend.get("sample_rate", 16000))
+        return self.frontend.sample_rate
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """waveforms[B, T] (or cached log-mel[B, n_mels, frames]), lengths[B] -> logits[B, num_classes]"""
@@ -101,31 +114,16 @@ class SERModule(L.LightningModule):
         feats = self.augment.features(feats, frames)
         return self.net(feats, frames)
 
-    def _step(self, batch, split: str):
-        inputs, lengths, labels = batch
-        if split == "train" and self.augment is not None:
-            logits = self._train_logits(inputs, lengths)
-        else:
-            logits = self(inputs, lengths)
-        loss = self.loss(logits, labels)
-        preds = logits.argmax(-1)
-        if split == "train":
-            # Nothing is logged per training step: torchmetrics' update waits for the GPU
-            # (argument checks, bincount) and each self.log costs host time, both mid-step.
-            # Loss and predictions stay on the device and are scored once per epoch.
-            self._train_outputs.append((loss.detach(), preds.detach(), labels))
-            return loss
-        self.log(f"{split}/loss", loss, on_step=False, on_epoch=True, prog_bar=split != "test",
-                 batch_size=len(labels), sync_dist=True)
-        metrics = getattr(self, f"{split}_metrics")
-        metrics.update(preds, labels)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=split == "val", batch_size=len(labels))
-        if split == "test":
-            self.confusion.update(preds, labels)
-        return loss
-
     def on_train_epoch_start(self):
         self._train_outputs = []
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:  # a few batches before training: not a result
+            return
+        # Every process calls this at the same point, so the two reductions below line up
+        # (compute() is cached: Lightning's own compute of val/uar reduces nothing again).
+        self.val_uar_best.update(self.val_metrics["uar"].compute())
+        self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)
 
     def on_train_epoch_end(self):
         if not self._train_outputs:
@@ -142,13 +140,33 @@ class SERModule(L.LightningModule):
         self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        inputs, lengths, labels = batch
+        logits = self._train_logits(inputs, lengths) if self.augment is not None else self(inputs, lengths)
+        loss = self.loss(logits, labels)
+        # Nothing is logged per training step: torchmetrics' update waits for the GPU
+        # (argument checks, bincount) and each self.log costs host time, both mid-step.
+        # Loss and predictions stay on the device and are scored once per epoch.
+        self._train_outputs.append((loss.detach(), logits.argmax(-1).detach(), labels))
+        return loss
 
     def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+        self._score(batch, "val", self.val_metrics)
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        preds, labels = self._score(batch, "test", self.test_metrics)
+        self.confusion.update(preds, labels)
+
+    def _score(self, batch, split: str, metrics) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and metrics of an evaluation batch (no augmentation); returns (preds, labels)."""
+        inputs, lengths, labels = batch
+        logits = self(inputs, lengths)
+        evaluating_fit = split == "val"  # shown in the progress bar while training
+        self.log(f"{split}/loss", self.loss(logits, labels), on_step=False, on_epoch=True,
+                 prog_bar=evaluating_fit, batch_size=len(labels), sync_dist=True)
+        preds = logits.argmax(-1)
+        metrics.update(preds, labels)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=evaluating_fit, batch_size=len(labels))
+        return preds, labels
 
     def on_test_epoch_start(self):
         self.confusion.reset()
@@ -162,11 +180,6 @@ class SERModule(L.LightningModule):
         if not self.hparams.scheduler:
             return optimizer
         cfg = dict(self.hparams.scheduler)
-        t_max = cfg.get("T_max")
-        if "T_max" in cfg and not (isinstance(t_max, int) and t_max > 0):
-            raise UserError(f"model.scheduler.T_max is {t_max!r}: the cosine schedule needs a positive "
-                            "number of epochs (it follows trainer.max_epochs). Set trainer.max_epochs "
-                            "or model.scheduler.T_max, or model.scheduler=null for a constant rate.")
         lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
         scheduler = instantiate(cfg, optimizer=optimizer)
         return {"optimizer": optimizer,
@@ -195,13 +208,40 @@ class SERModule(L.LightningModule):
             if key in net:
                 net[key] = value
         module = cls(**{**hparams, "net": net})
+        module.on_load_checkpoint(state)
         module.load_state_dict(state["state_dict"])
         return module
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Checkpoints written before val/uar_best was kept: start its running best afresh.
+        for name, value in self.val_uar_best.state_dict(prefix="val_uar_best.").items():
+            checkpoint["state_dict"].setdefault(name, value)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # Marks the file as ours for ser-predict; everything in it loads with weights_only=True.
         checkpoint["ser"] = {"format": CHECKPOINT_FORMAT, "classes": self.classes,
                              "sample_rate": self.sample_rate}
+
+
+def check_optimisation(optimizer: dict, scheduler: dict | None) -> None:
+    """Build the optimiser once on a stand-in parameter, so that a value it refuses (a negative
+    learning rate, an unknown argument) is a config error before any data work."""
+    try:
+        instantiate(optimizer, params=[nn.Parameter(torch.zeros(1))])
+    except Exception as err:  # noqa: BLE001 - optimisers refuse values with ValueError or TypeError
+        raise ConfigError(f"model.optimizer is not valid: {_reason(err)}") from None
+    t_max = (scheduler or {}).get("T_max")
+    if scheduler and "T_max" in scheduler and not (isinstance(t_max, int) and t_max > 0):
+        raise ConfigError(f"model.scheduler.T_max is {t_max!r}: the cosine schedule needs a positive "
+                          "number of epochs (it follows trainer.max_epochs). Set trainer.max_epochs "
+                          "or model.scheduler.T_max, or model.scheduler=null for a constant rate.")
+
+
+def _reason(err: BaseException) -> str:
+    """The innermost message of an error Hydra's instantiate may have wrapped."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return f"{type(err).__name__}: {err}"
 
 
 class NotASerCheckpoint(UserError):

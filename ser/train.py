@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -13,13 +14,17 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from ser.errors import UserError
+from ser.errors import ConfigError, UserError, find_user_error
 from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
+from ser.tracking import closing_runs, start
 
 log = logging.getLogger(__name__)
 
@@ -32,49 +37,152 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Train and/or test as ``cfg`` says; returns (and writes) the results."""
+    """Train and/or test as ``cfg`` says; returns (and writes) the results.
+
+    Model, DataModule and Trainer are all built before any work: each checks the config keys
+    it owns, so a mistake ends the run as one paragraph (:class:`ConfigError`) before any data
+    is generated, decoded or cached.
+    """
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    out = Path(cfg.paths.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-
     label_runs(cfg)
-    if cfg.get("train", True):
-        datamodule, model = instantiate(cfg.data), instantiate(cfg.model)
-    else:
-        datamodule, model = evaluation_setup(cfg)
-    loggers = instantiate_all(cfg.get("logger"))
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    train = cfg.get("train", True)
+    out = Path(cfg.paths.output_dir)
+    resume_from = cfg.get("ckpt_path") or (resumable(out, cfg) if train and cfg.get("resume", True) else None)
+    model = built("model", lambda: instantiate(cfg.model) if train else trained_model(cfg))
+    # The one road from model to data: its front end (sample rate, shortest clip, frozen stage).
+    datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend))
+    loggers = built("logger", lambda: instantiate_all(cfg.get("logger")))
+    with closing_runs():
+        trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=loggers or False,
+                                                       callbacks=instantiate_all(cfg.get("callbacks")) + pruning(cfg)))
+        model.check_device("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "accelerator")
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # as W&B receives it
+        for logger in loggers:
+            start(logger)
+            logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    if cfg.get("train", True):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    else:
-        datamodule.prepare_data()
-        datamodule.setup("test")
-    if trainer.global_rank == 0:
-        datamodule.write_split_csv(out / "split.csv")
+        if cfg.get("train", True):
+            fit(trainer, model, datamodule, resume_from)
+        else:
+            datamodule.prepare_data()
+            datamodule.setup("test")
+        if trainer.global_rank == 0:
+            datamodule.write_split_csv(out / "split.csv")
 
-    results = {}
-    if cfg.get("test", True):
-        results = test(cfg, trainer, model, datamodule, loggers)
+        results = best_validation(trainer)  # read before testing resets the trainer's metrics
+        if cfg.get("test", True):
+            results = evaluate(cfg, trainer, model, datamodule, results)
+            if trainer.global_rank == 0:
+                report(results, out, loggers)
     torch.cuda.empty_cache()
     return results
 
 
+def fit(trainer, model, datamodule, ckpt_path: str | None) -> None:
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        # Lightning stops at the next step, saves checkpoints/interrupted.ckpt and exits as if
+        # finished (code 0); a scheduler must see that the job did not end, so say so.
+        log.warning("Stopped by SIGTERM (preemption or a time limit): the same command in the same "
+                    "run folder continues from checkpoints/interrupted.ckpt")
+        raise SystemExit(128 + signal.SIGTERM) from None
+
+
+def resumable(out: Path, cfg: DictConfig) -> str | None:
+    """The checkpoint to continue from when this run's folder already holds one (a requeued
+    SLURM job, a run killed and started again with the same command): the later of
+    ``last.ckpt`` and ``interrupted.ckpt``. Only a run of the very same config continues; a
+    folder that holds another config's run is a :class:`ConfigError`, never a silent mix."""
+    found = [p for p in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "interrupted.ckpt") if p.is_file()]
+    if not found:
+        return None
+    before = OmegaConf.load(out / "config.yaml") if (out / "config.yaml").is_file() else None
+    now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    changed = sorted(differing_keys(OmegaConf.to_container(before), OmegaConf.to_container(now))) if before else ["(no config.yaml)"]
+    if changed:
+        raise ConfigError(f"the run folder {out} holds checkpoints of a run with another config "
+                          f"(differs in: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}); "
+                          "it is continued only by the same config. Start elsewhere (hydra.run.dir=...), "
+                          "or pass resume=false to train afresh in it.")
+    steps = {p: torch.load(p, map_location="cpu", weights_only=True)["global_step"] for p in found}
+    latest = max(found, key=steps.get)
+    log.info("Continuing the run in %s from %s (step %d)", out, latest.name, steps[latest])
+    return str(latest)
+
+
+def differing_keys(a, b, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two plain config trees."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [k for key in a.keys() | b.keys() for k in differing_keys(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def built(group: str, make):
+    """``make()``, with a mistake in the ``group`` config turned into a :class:`ConfigError`:
+    an unknown key (TypeError), a target that does not exist (ImportError), or a value the
+    class refuses (ValueError; Lightning's MisconfigurationException for the trainer)."""
+    try:
+        return make()
+    except Exception as err:
+        if find_user_error(err) is not None:
+            raise
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, (TypeError, ImportError, ValueError, MisconfigurationException)):
+            raise ConfigError(f"the {group} config does not work: {type(cause).__name__}: {cause}") from err
+        raise
+
+
+def pruning(cfg: DictConfig) -> list:
+    """A trial of a search with a pruner reports to its study (``++search.*``, set by the sweeper;
+    the pruner is the sweeper's, from the job's Hydra config)."""
+    if not cfg.get("search"):
+        return []
+    from ser.search import PruneHopeless
+
+    pruner = instantiate(HydraConfig.get().sweeper.pruner)
+    return [PruneHopeless(cfg.search.storage, cfg.search.study_name, int(cfg.search.trial), pruner)]
+
+
+def best_validation(trainer) -> dict:
+    """The module's running best of val/uar (what searches optimise), if it validated."""
+    best = trainer.callback_metrics.get("val/uar_best")
+    return {} if best is None else {"val/uar_best": float(best)}
+
+
 def label_runs(cfg: DictConfig) -> None:
-    """Tag runs with model and corpus; runs of one multirun or sweep share a W&B group."""
-    model = cfg.model.net._target_.rsplit(".", 2)[-2]
-    corpus = cfg.data.corpus._target_.rsplit(".", 1)[-1].lower()
+    """Name the run by the config choices the user typed (``model=wavlm``, ``data=cremad``) in
+    ``cfg.choices``, which tags, titles and results.json all read; runs of one multirun or
+    sweep share a W&B group."""
     with open_dict(cfg):
-        cfg.tags = list(dict.fromkeys([*cfg.get("tags", []), model, corpus]))
+        cfg.choices = {group: config_choice(cfg, group) for group in ("model", "data")}
+        cfg.tags = list(dict.fromkeys([*cfg.get("tags", []), *cfg.choices.values()]))
         wandb_cfg = cfg.get("logger", {}) and cfg.logger.get("wandb")
         if wandb_cfg is not None and wandb_cfg.get("group") is None:
             group = os.environ.get("SER_GROUP") or sweep_name()
             if group:
                 wandb_cfg.group = group
+
+
+def config_choice(cfg: DictConfig, group: str) -> str:
+    """The option chosen for a config group (Hydra records it); outside a Hydra app (a config
+    composed by hand) the lower-cased class name stands in."""
+    if HydraConfig.initialized() and (choice := HydraConfig.get().runtime.choices.get(group)):
+        return choice
+    target = cfg.model.net._target_ if group == "model" else cfg[group].corpus._target_
+    return target.rsplit(".", 1)[-1].lower()
+
+
+def in_search() -> bool:
+    """Whether this run is a trial of ser's Optuna sweeper, which records failed trials."""
+    try:
+        return HydraConfig.get().sweeper.get("_target_") == "hydra_plugins.ser_search.OptunaSweeper"
+    except ValueError:
+        return False
 
 
 def sweep_name() -> str | None:
@@ -87,9 +195,9 @@ def sweep_name() -> str | None:
     return None
 
 
-def evaluation_setup(cfg: DictConfig):
-    """train=false: the checkpoint's model on ``data``'s test split, over the emotions the
-    model knows and the corpus has (cross-corpus evaluation)."""
+def trained_model(cfg: DictConfig) -> SERModule:
+    """train=false: the checkpoint's model, scoring the emotions it knows and ``data`` has
+    (cross-corpus evaluation)."""
     if not cfg.get("ckpt_path"):
         raise UserError("train=false evaluates a trained model: pass ckpt_path=PATH/TO/best.ckpt")
     model = SERModule.from_checkpoint(cfg.ckpt_path)
@@ -100,12 +208,11 @@ def evaluation_setup(cfg: DictConfig):
     if shared != model.classes:
         log.info("Cross-corpus evaluation over the %d shared emotions %s", len(shared), shared)
         model.restrict_to(shared)
-    datamodule = instantiate(cfg.data, emotions=shared, sample_rate=model.sample_rate,
-                             min_samples=getattr(model.frontend, "n_fft", 1))
-    return datamodule, model
+    return model
 
 
-def test(cfg, trainer, model, datamodule, loggers) -> dict:
+def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
+    """Score the best checkpoint (train=false: the loaded model) on the test split."""
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     ckpt = None  # train=false: the weights are already loaded
     if cfg.get("train", True):
@@ -116,17 +223,16 @@ def test(cfg, trainer, model, datamodule, loggers) -> dict:
     counts = model.confusion.compute().cpu().numpy().astype(int)
     results = make_results(cfg, metrics, counts, model.classes, datamodule,
                            best or ckpt or cfg.get("ckpt_path") or "")
-    score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
-    if score is not None:
-        results["val/uar_best"] = float(score)
-    if trainer.global_rank == 0:
-        out = Path(cfg.paths.output_dir)
-        (out / "results.json").write_text(json.dumps(results, indent=2))
-        save_confusion_matrix(counts, model.classes, out / "confusion_matrix.png",
-                              title=f"{cfg.model.net._target_.rsplit('.', 1)[-1]} on {results['corpus']}: "
-                                    f"test UAR {results['test/uar']:.3f}")
-        print_results(results, out)
-        log_to_wandb(loggers, results, out / "confusion_matrix.png")
+    return {**results, **validation}
+
+
+def report(results: dict, out: Path, loggers) -> None:
+    """results.json, the confusion matrix figure, the printed table and W&B's summary."""
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    save_confusion_matrix(np.asarray(results["confusion_matrix"]), results["classes"], out / "confusion_matrix.png",
+                          title=f"{results['model']} on {results['data']}: test UAR {results['test/uar']:.3f}")
+    print_results(results, out)
+    log_to_wandb(loggers, results, out / "confusion_matrix.png")
     return results
 
 
@@ -165,8 +271,10 @@ def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], dat
         **datamodule.split_counts(),
         "split": datamodule.split,
         "protocol": "speaker-dependent" if datamodule.split == "random" else "speaker-independent",
+        "model": cfg.choices.model,  # the config choices the run is named by
+        "data": cfg.choices.data,
+        "model_class": cfg.model.net._target_,
         "corpus": datamodule.corpus.name,
-        "model": cfg.model.net._target_,
         "seed": cfg.get("seed"),
         "best_ckpt": str(best_ckpt),
         "trained": bool(cfg.get("train", True)),
@@ -174,7 +282,7 @@ def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], dat
 
 
 def print_results(results: dict, out: Path) -> None:
-    table = Table(title=f"ser: {results['corpus']} ({results['protocol']}), test split")
+    table = Table(title=f"ser: {results['model']} on {results['data']} ({results['protocol']}), test split")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("test/uar", "test/war", "test/macro_f1"):

@@ -14,6 +14,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+import ser  # noqa: F401 - registers ${ser.unique:}, which the run folder names use
+
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -32,6 +34,14 @@ def cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ser-cache")
     os.environ["SER_CACHE_DIR"] = str(path)
     return path
+
+
+@pytest.fixture
+def offline_wandb(cache_dir, monkeypatch, tmp_path):
+    """W&B as a new user without an account has it: the default logger goes offline."""
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no credentials anywhere
 
 
 def compose_train(overrides: list[str], output_dir: Path | None = None):

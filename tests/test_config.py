@@ -89,11 +89,11 @@ def test_learning_rate_follows_a_cosine_to_zero_over_the_run(compose_cfg):
 
 
 def test_a_schedule_without_a_length_is_a_clear_error(compose_cfg):
-    from ser.errors import UserError
+    from ser.errors import UserError, find_user_error
 
-    module = instantiate(compose_cfg(["trainer.max_epochs=-1"]).model)
-    with pytest.raises(UserError, match="T_max is -1"):
-        module.configure_optimizers()
+    with pytest.raises(Exception) as err:  # at construction, before any data work (Hydra wraps it)
+        instantiate(compose_cfg(["trainer.max_epochs=-1"]).model)
+    assert isinstance(find_user_error(err.value), UserError) and "T_max is -1" in str(find_user_error(err.value))
 
 
 def test_seed_experiments_keep_the_notebooks_constant_learning_rate(compose_cfg, tmp_path):
@@ -110,3 +110,54 @@ def test_compiling_on_the_cpu_is_refused_before_training_not_a_crash_mid_epoch(c
     with pytest.raises(UserError, match="not supported on the CPU"):
         module.on_fit_start()
     instantiate(compose_cfg([]).model).on_fit_start()  # off by default: nothing to refuse
+
+
+# Each: (overrides, what the paragraph must name). All on the default synthetic corpus with
+# an empty cache: the mistake must end the run before anything is generated or cached.
+CONFIG_MISTAKES = [
+    (["data.split=foo"], "data.split='foo'"),
+    (["data.split=kfold", "data.fold=9"], "data.fold=9"),
+    (["data.val_fraction=1.5"], "data.val_fraction=1.5"),
+    (["data.eval_crop=middle"], "data.eval_crop='middle'"),
+    (["data.emotions=[anger,joy]"], "joy"),
+    (["data.num_workers=-1"], "data.num_workers=-1"),
+    (["data.batch_size=0"], "data.batch_size=0"),
+    (["data.max_seconds=-2"], "data.max_seconds=-2"),
+    (["data.cache_on_device=gpu"], "data.cache_on_device='gpu'"),
+    (["features.kind=spectrogram"], "features.kind='spectrogram'"),
+    (["features.normalize=speaker"], "features.normalize='speaker'"),
+    (["model.optimizer.lr=-1"], "learning rate"),
+    (["++model.net.hiden_size=64"], "hiden_size"),
+    (["model.compile=true"], "model.compile=true"),
+    (["trainer.precision=17"], "17"),
+    (["trainer.accelerator=gpu"], "gpu"),
+    (["data=multi"], "RAVDESS"),  # a corpus part that is not there
+    (["data.corpus.num_speakers=2"], "num_speakers=2"),
+]
+
+
+def test_every_config_mistake_is_one_paragraph_before_any_work(tmp_path):
+    import os
+    import time
+
+    def start(i, overrides):
+        cache = tmp_path / f"cache{i}"
+        cache.mkdir()
+        env = {**os.environ, "SER_CACHE_DIR": str(cache), "WANDB_MODE": "disabled"}
+        return cache, time.perf_counter(), subprocess.Popen(
+            [sys.executable, "train.py", *overrides, "logger=csv", f"hydra.run.dir={tmp_path / f'run{i}'}"],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    seconds = []
+    for first in range(0, len(CONFIG_MISTAKES), 2):  # two at a time, on two cores
+        batch = [(i, *CONFIG_MISTAKES[i]) for i in range(first, min(first + 2, len(CONFIG_MISTAKES)))]
+        running = [(overrides, named, *start(i, overrides)) for i, overrides, named in batch]
+        for overrides, named, cache, began, proc in running:
+            _, stderr = proc.communicate(timeout=120)
+            seconds.append(time.perf_counter() - began)
+            assert proc.returncode == 2, (overrides, stderr[-3000:])
+            assert "Traceback" not in stderr, (overrides, stderr[-3000:])
+            paragraph = stderr[stderr.index("error: "):].strip()
+            assert "\n\n" not in paragraph and named in paragraph, (overrides, paragraph)
+            assert not any(cache.iterdir()), (overrides, list(cache.rglob("*")))  # nothing generated or cached
+    print(f"config mistakes: exit 2 after {min(seconds):.1f}-{max(seconds):.1f} s (two at a time)")

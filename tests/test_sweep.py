@@ -24,13 +24,6 @@ def sweep(tmp_path, parameters, method="grid", count=None):
     return subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
-@pytest.fixture
-def offline_wandb(cache_dir, monkeypatch, tmp_path):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no credentials anywhere
-
-
 def test_local_sweep_runs_trials_as_offline_wandb_runs(offline_wandb, tmp_path):
     proc = sweep(tmp_path, {"model.optimizer.lr": {"values": [0.001, 0.0003]}})
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]

@@ -1,4 +1,4 @@
-"""Seed 004's CNN-GRU pipeline as published, kept here only as the benchmark's baseline.
+"""Notebook 004's CNN-GRU pipeline as published, kept here only as the benchmark's baseline.
 
 Per item, in ``__getitem__`` and on the main process (DataLoader defaults, no workers):
 decode, resample, mel spectrogram, dB, min-max, masks, pad/crop to 160 frames; then the
