@@ -30,6 +30,13 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=overrides)
 
 
+def save_checkpoint(module, path: Path) -> None:
+    """A checkpoint in ser's format, as train.py writes it, without training."""
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    module.on_save_checkpoint(checkpoint)  # what Lightning adds for ser-predict
+    torch.save(checkpoint, path)
+
+
 def timed(fn, repeats: int) -> float:
     """Seconds of the fastest of ``repeats`` calls of ``fn`` (after one warm-up call): on a
     shared machine noise only ever adds time."""

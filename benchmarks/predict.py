@@ -27,7 +27,7 @@ import soundfile as sf
 import torch
 from hydra.utils import instantiate
 
-from common import REPO, compose, machine
+from common import REPO, compose, machine, save_checkpoint
 
 
 def make_folder(folder: Path, speakers: int, rate: int) -> list[Path]:
@@ -36,12 +36,6 @@ def make_folder(folder: Path, speakers: int, rate: int) -> list[Path]:
                                   "data.corpus.num_clips=null", f"data.corpus.sample_rate={rate}"]).data.corpus)
     corpus.prepare(folder)
     return sorted(folder.rglob("*.wav"))
-
-
-def save_checkpoint(module, path: Path) -> None:
-    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
-    module.on_save_checkpoint(checkpoint)  # what Lightning adds for ser-predict
-    torch.save(checkpoint, path)
 
 
 def file_by_file(module, files: list[Path]) -> float:

@@ -3,9 +3,12 @@
     ser-predict --ckpt logs/train/runs/<run>/checkpoints/best.ckpt clip.wav more/ ...
 
 Prints one JSON object per file, in the order given (folders sorted):
-{"path": ..., "emotion": ..., "probs": {emotion: p}}.
-Any sample rate and channel count is read (mixed to mono, resampled to the model's rate);
-unreadable files are reported on stderr and skipped.
+{"path": ..., "emotion": ..., "probs": {emotion: p}, "windows": [{"start": s, "end": s,
+"emotion": ..., "probs": {...}}, ...]}. A file is scored in windows of ``--window`` seconds
+(10 by default, the length models are trained on), so a recording of any length costs the
+memory of a few windows; the whole-file result is the windows' probabilities averaged by
+their duration. Any sample rate and channel count is read (mixed to mono, resampled to the
+model's rate); unreadable files are reported on stderr and skipped.
 """
 
 from __future__ import annotations
@@ -38,23 +41,45 @@ def expand(inputs: list[str]) -> list[Path]:
     return files
 
 
-def predict(module: SERModule, files: list[Path], batch_size: int = 16,
-            chunk_batches: int = 16) -> Iterator[dict]:
-    """Probabilities for ``files``, yielded in their order.
+WINDOW_SECONDS = 10.0  # as data.max_seconds: the longest clip a model sees in training
+
+
+def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_batches: int = 16,
+            window_seconds: float = WINDOW_SECONDS) -> Iterator[dict]:
+    """Probabilities for ``files``, yielded in their order, for each window and the whole file.
 
     Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk
     while the model scores this one, so memory stays at two chunks whatever the folder's size.
-    Within a chunk, clips of similar length are batched together: little padding, and the
+    Within a chunk, windows of similar length are batched together: little padding, and the
     models are padding-invariant anyway.
     """
     device = next(module.parameters()).device
     module.eval()
-    for chunk in _decoded_chunks(files, module.sample_rate, batch_size * chunk_batches):
+    rate, size = module.sample_rate, max(1, int(window_seconds * module.sample_rate))
+    for chunk in _decoded_chunks(files, rate, batch_size * chunk_batches):
         readable = [(path, samples) for path, samples in chunk if samples is not None]
-        probs = _probabilities(module, [samples for _, samples in readable], batch_size, device)
-        for (path, _), p in zip(readable, probs):
-            yield {"path": str(path), "emotion": module.classes[int(p.argmax())],
-                   "probs": {c: round(float(v), 6) for c, v in zip(module.classes, p)}}
+        spans = [windows(len(samples), size, module.frontend.min_samples) for _, samples in readable]
+        pieces = [samples[a:b] for (_, samples), spans_of in zip(readable, spans) for a, b in spans_of]
+        probs = iter(_probabilities(module, pieces, batch_size, device))
+        for (path, _), spans_of in zip(readable, spans):
+            scored = [(a, b, next(probs)) for a, b in spans_of]
+            whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
+            yield {"path": str(path), **_named(module.classes, whole),
+                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **_named(module.classes, p)}
+                               for a, b, p in scored]}
+
+
+def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
+    """[start, end) sample spans of consecutive windows of ``size`` covering a clip; a last piece
+    shorter than ``shortest`` (too short to analyse) joins the window before it."""
+    spans = [(start, min(start + size, length)) for start in range(0, length, size)] or [(0, length)]
+    if len(spans) > 1 and spans[-1][1] - spans[-1][0] < shortest:
+        spans[-2:] = [(spans[-2][0], length)]
+    return spans
+
+
+def _named(classes: list[str], probs: torch.Tensor) -> dict:
+    return {"emotion": classes[int(probs.argmax())], "probs": {c: round(float(v), 6) for c, v in zip(classes, probs)}}
 
 
 def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
@@ -95,11 +120,13 @@ def main(argv=None) -> int:
     parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
     parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--window", type=float, default=WINDOW_SECONDS,
+                        help="seconds per scored window (default %(default)s)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
         module = SERModule.from_checkpoint(args.ckpt).to(args.device)
-        for row in predict(module, expand(args.inputs), args.batch_size):
+        for row in predict(module, expand(args.inputs), args.batch_size, window_seconds=args.window):
             print(json.dumps(row), flush=True)
     except UserError as err:
         print(f"ser-predict: error: {err}", file=sys.stderr)

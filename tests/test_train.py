@@ -77,10 +77,7 @@ def test_resume_from_last_checkpoint_continues_with_the_next_epoch(train_cli, tm
     assert (first / "split.csv").read_bytes() == (second / "split.csv").read_bytes()
 
 
-def test_default_wandb_logger_goes_offline_without_credentials(train_cli, tmp_path, monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc, no ~/.config/wandb
+def test_default_wandb_logger_goes_offline_without_credentials(offline_wandb, train_cli, tmp_path):
     train_cli([*SMALL, "debug=fdr"], tmp_path / "run")
     offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and list(offline[0].glob("*.wandb"))
@@ -130,3 +127,93 @@ def test_training_loss_and_metrics_score_each_epochs_outputs_once(compose_cfg, m
         per_clip = sum(loss * len(batch[2]) for loss, batch in zip(losses, epoch)) / len(labels)
         assert float(logged["train/loss"]) == pytest.approx(float(per_clip))
         logged.clear()
+
+
+def test_credentials_for_a_self_hosted_wandb_server_count(tmp_path, monkeypatch):
+    from ser.tracking import has_wandb_credentials
+
+    for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_CONFIG_DIR", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".netrc").write_text("machine wandb.lab.example\n  login user\n  password secret\n")
+    assert not has_wandb_credentials()  # W&B's cloud is the default server: no entry for it
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.lab.example")
+    assert has_wandb_credentials()
+    monkeypatch.delenv("WANDB_BASE_URL")
+    settings = tmp_path / ".config" / "wandb" / "settings"  # what `wandb login --host` writes
+    settings.parent.mkdir(parents=True)
+    settings.write_text("[default]\nbase_url = https://wandb.lab.example\n")
+    assert has_wandb_credentials()
+    (tmp_path / ".netrc").write_text("machine api.wandb.ai\n  login user\n  password secret\n")
+    assert not has_wandb_credentials()  # an entry for the cloud is not one for the lab's server
+
+
+def test_runs_started_in_the_same_second_get_folders_of_their_own():
+    import re
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    procs = [subprocess.Popen([sys.executable, "train.py", "--cfg", "all", "--resolve"], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    folders = [re.search(r"dir: (\S+/runs/\S+)", proc.communicate(timeout=120)[0]).group(1) for proc in procs]
+    stamp = r"\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d"
+    assert all(re.search(rf"/runs/{stamp}_\d+-[0-9a-f]{{4}}$", f) for f in folders), folders
+    assert folders[0] != folders[1]
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offline_wandb, tmp_path, signal_name):
+    """What a SLURM requeue does: the same command in the same folder after the process died."""
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+    from wandb_runs import offline_runs
+
+    run = tmp_path / "run"
+    args = [sys.executable, "train.py", *SMALL, "logger=wandb", "trainer.max_epochs=4",
+            "trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "data.batch_size=8",
+            f"hydra.run.dir={run}"]
+    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    last = run / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert first.poll() is None, first.stderr.read()[-3000:]
+    time.sleep(1.0)  # into the second epoch
+    first.send_signal(getattr(signal, signal_name))
+    first.wait(timeout=120)
+    assert first.returncode == (143 if signal_name == "SIGTERM" else -9)  # not "finished": a scheduler requeues
+    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "Continuing the run in" in again.stderr + again.stdout
+    state = torch.load(last, weights_only=True, map_location="cpu")
+    assert state["epoch"] == 3 and state["global_step"] == 4 * 6  # every epoch once, no step lost
+    # Two processes, one W&B run, every epoch's validation logged once.
+    runs = [r for r in offline_runs(run / "wandb") if r.run_id]
+    assert {r.run_id for r in runs} == {(run / "wandb_id").read_text().strip()}
+    epochs = sorted(row["epoch"] for r in runs for row in r.history if "val/uar" in row)
+    if signal_name == "SIGTERM":  # the first process closed its run: both halves are there
+        assert epochs == [0, 1, 2, 3]
+    else:  # a killed process cannot flush its offline records (online, W&B has them already)
+        step = int(re.search(r"from last\.ckpt \(step (\d+)\)", again.stderr + again.stdout).group(1))
+        assert epochs == list(range(step // 6, 4))
+    assert json.loads((run / "results.json").read_text())["test/uar"] >= 0
+
+
+def test_a_folder_holding_another_configs_run_is_refused(train_cli, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    train_cli([*FAST, "debug=limit"], tmp_path)
+    proc = subprocess.run([sys.executable, "train.py", *FAST, "debug=limit", "model.optimizer.lr=0.01",
+                           f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "another config" in proc.stderr and "model.optimizer.lr" in proc.stderr

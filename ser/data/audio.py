@@ -18,10 +18,13 @@ class BadAudio(ValueError):
 
 
 def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
-    """Read ``path`` with soundfile, mix to mono and resample to ``sample_rate``.
+    """Read ``path`` with soundfile (WAV of any bit depth, integer or float, FLAC, OGG; any
+    number of channels and rate), mix to mono, remove any DC offset, bring a float file's
+    peaks beyond full scale back to it, and resample to ``sample_rate``.
 
-    Returns float32 samples in [-1, 1]. Raises :class:`BadAudio` for anything unusable,
-    so that callers can skip the file with a clear message instead of crashing mid-epoch.
+    Returns float32 samples in [-1, 1]. Raises :class:`BadAudio` for anything unusable (empty,
+    undecodable, gone, NaN or infinite samples), so that callers can skip the file with a
+    clear message instead of crashing mid-epoch or training on NaN.
     """
     try:
         samples, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -29,14 +32,19 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
         raise BadAudio(f"cannot decode ({err.__class__.__name__}: {err})") from err
     if samples.size == 0:
         raise BadAudio("no samples")
-    mono = samples.mean(axis=1)
-    if not np.isfinite(mono).all():
-        raise BadAudio("non-finite samples")
+    if not np.isfinite(samples).all():
+        raise BadAudio("non-finite samples (NaN or infinity)")
+    mono = samples.mean(axis=1, dtype=np.float64)
+    # A DC offset (a recorder's bias) is energy at 0 Hz that carries no emotion but lands in
+    # the lowest mel band and shifts every frame's level; speech itself has zero mean.
+    mono -= mono.mean()
+    if (peak := np.abs(mono).max()) > 1.0:  # float formats can exceed full scale: keep the shape
+        mono /= peak
     if native_rate != sample_rate:
         # soxr, not torchaudio: torchaudio builds a polyphase bank of size new/gcd, which for
         # TESS's 24414 Hz (gcd 2 with 16 kHz) takes seconds per clip; soxr takes milliseconds.
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
+    return np.ascontiguousarray(np.clip(mono, -1.0, 1.0), dtype=np.float32)  # (resampling may overshoot)
 
 
 def try_load_mono(path: str | Path, sample_rate: int) -> tuple[np.ndarray | None, str | None]:
