@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import math
+import random
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -102,8 +104,8 @@ class OptunaSearch:
         if pruner is not None and storage is None:  # trials in other processes must reach it
             self.sweep_dir.mkdir(parents=True, exist_ok=True)
             storage = f"sqlite:///{(self.sweep_dir / 'optuna.db').resolve()}"
-        study = optuna.create_study(study_name=self.study_name or "ser", storage=storage, sampler=sampler,
-                                    pruner=pruner, direction=self.direction, load_if_exists=True)
+        study = open_study(study_name=self.study_name or "ser", storage=storage, sampler=sampler,
+                           pruner=pruner, direction=self.direction)
         failures: list[tuple[int, BaseException | str]] = []
         job_idx = 0
         while True:
@@ -174,6 +176,20 @@ class OptunaSearch:
             return
         print(f"\nerror: {all_failed_paragraph(len(ours), len(pruned), failures, self.sweep_dir)}\n", file=sys.stderr)
         sys.exit(1)
+
+
+def open_study(**kwargs) -> optuna.Study:
+    """``optuna.create_study(load_if_exists=True)``, tried again while another worker starting at
+    the same moment creates the storage's tables (on a new SQLite or RDB storage the second one
+    fails on alembic's version row; seen with two workers on one SQLite file)."""
+    for attempt in range(10):
+        try:
+            return optuna.create_study(load_if_exists=True, **kwargs)
+        except Exception as err:  # noqa: BLE001 - sqlalchemy's IntegrityError / OperationalError
+            if type(err).__module__.split(".")[0] != "sqlalchemy" or attempt == 9:
+                raise
+            time.sleep(0.5 + random.random())
+    raise AssertionError("unreachable")
 
 
 def all_failed_paragraph(n_trials: int, n_pruned: int, failures: list, sweep_dir: Path) -> str:

@@ -41,6 +41,9 @@ def offline_wandb(cache_dir, monkeypatch, tmp_path):
     """W&B as a new user without an account has it: the default logger goes offline."""
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    # A W&B service a test started in this process must not serve the train.py processes
+    # tests start: each gets its own, as a user's runs do.
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no credentials anywhere
 
 

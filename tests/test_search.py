@@ -83,6 +83,7 @@ def test_a_job_that_crashes_still_closes_its_wandb_run_marked_failed(offline_wan
             if crash:
                 raise RuntimeError("mid-epoch")
         assert wandb.run is None  # closed: the next job of this process starts its own
+    wandb.teardown()  # this process's W&B service: later tests start processes of their own
     assert [run.exit_code for run in offline_runs(tmp_path / "False")] == [0]
     assert [run.exit_code for run in offline_runs(tmp_path / "True")] == [1]
 
