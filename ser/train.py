@@ -63,7 +63,7 @@ def run(cfg: DictConfig) -> dict:
             start(logger)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-        if cfg.get("train", True):
+        if train:
             fit(trainer, model, datamodule, resume_from)
         else:
             datamodule.prepare_data()
@@ -99,9 +99,10 @@ def resumable(out: Path, cfg: DictConfig) -> str | None:
     found = [p for p in (out / "checkpoints" / "last.ckpt", out / "checkpoints" / "interrupted.ckpt") if p.is_file()]
     if not found:
         return None
-    before = OmegaConf.load(out / "config.yaml") if (out / "config.yaml").is_file() else None
-    now = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-    changed = sorted(differing_keys(OmegaConf.to_container(before), OmegaConf.to_container(now))) if before else ["(no config.yaml)"]
+    saved = out / "config.yaml"
+    now = OmegaConf.to_container(cfg, resolve=True)
+    changed = (sorted(differing_keys(OmegaConf.to_container(OmegaConf.load(saved)), now))
+               if saved.is_file() else ["(no config.yaml)"])
     if changed:
         raise ConfigError(f"the run folder {out} holds checkpoints of a run with another config "
                           f"(differs in: {', '.join(changed[:8])}{' ...' if len(changed) > 8 else ''}); "
