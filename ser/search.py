@@ -90,7 +90,6 @@ class OptunaSearch:
         self.pruner = pruner
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        self.config = config
         self.launcher = Plugins.instance().instantiate_launcher(
             config=config, hydra_context=hydra_context, task_function=task_function)
         self.sweep_dir = Path(config.hydra.sweep.dir)
