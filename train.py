@@ -9,16 +9,19 @@
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ser.errors import find_user_error
+from ser.preflight import check_config
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    from ser.train import in_search, run  # imported here so that --help and --cfg stay fast
-
     try:
+        check_config(cfg)  # before Lightning is imported (6 s): a config mistake ends the run in seconds
+        from ser.train import run  # imported here so that --help, --cfg and mistakes stay fast
+
         results = run(cfg)
     except Exception as err:
         user_error = find_user_error(err)
@@ -30,6 +33,14 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     # The value Hydra sweepers (Optuna) optimise.
     return results.get(cfg.get("optimized_metric", "test/uar"))
+
+
+def in_search() -> bool:
+    """Whether this run is a trial of ser's Optuna sweeper, which records failed trials."""
+    try:
+        return HydraConfig.get().sweeper.get("_target_") == "hydra_plugins.ser_search.OptunaSweeper"
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

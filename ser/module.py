@@ -18,9 +18,11 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser.errors import ConfigError, UserError
+from ser.errors import UserError
 from ser.features import Augment, FeatureFrontend
 from ser.metrics import classification_metrics
+from ser.optim import check_optimisation, optimisation
+from ser.preflight import check_compile
 
 CHECKPOINT_FORMAT = 1
 
@@ -88,14 +90,7 @@ class SERModule(L.LightningModule):
     def check_device(self, device_type: str) -> None:
         """Refuse what cannot run on this device, before any work (run() asks with the
         trainer's accelerator; on_fit_start asks again for code that fits by hand)."""
-        if self.hparams.compile and device_type == "cpu":
-            # Measured again with torch 2.14.1 (2026-12-01): Inductor's CPU code for CNN-GRU
-            # and CNN compiles the first batch and fails at the second batch length with
-            # "cannot determine truth value of Relational: 1 < s76" (dynamic shapes); the LSTM
-            # compiles. Variable-length batches are the norm here, so refuse it up front.
-            raise ConfigError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
-                              "fails on the second batch length of the convolutional models there. "
-                              "Leave it off on CPU runs.")
+        check_compile(self.hparams.compile, device_type)
 
     @property
     def sample_rate(self) -> int:
@@ -176,14 +171,7 @@ class SERModule(L.LightningModule):
         return self(inputs, lengths).softmax(-1)
 
     def configure_optimizers(self) -> Any:
-        optimizer = instantiate(self.hparams.optimizer, params=self.parameters())
-        if not self.hparams.scheduler:
-            return optimizer
-        cfg = dict(self.hparams.scheduler)
-        lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
-        scheduler = instantiate(cfg, optimizer=optimizer)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "monitor": "val/uar", **lightning_keys}}
+        return optimisation(self.hparams.optimizer, self.hparams.scheduler, self.parameters())
 
     def restrict_to(self, classes: list[str]) -> None:
         """Score only ``classes`` (a subset of the trained ones, e.g. the emotions a second
@@ -221,27 +209,6 @@ class SERModule(L.LightningModule):
         # Marks the file as ours for ser-predict; everything in it loads with weights_only=True.
         checkpoint["ser"] = {"format": CHECKPOINT_FORMAT, "classes": self.classes,
                              "sample_rate": self.sample_rate}
-
-
-def check_optimisation(optimizer: dict, scheduler: dict | None) -> None:
-    """Build the optimiser once on a stand-in parameter, so that a value it refuses (a negative
-    learning rate, an unknown argument) is a config error before any data work."""
-    try:
-        instantiate(optimizer, params=[nn.Parameter(torch.zeros(1))])
-    except Exception as err:  # noqa: BLE001 - optimisers refuse values with ValueError or TypeError
-        raise ConfigError(f"model.optimizer is not valid: {_reason(err)}") from None
-    t_max = (scheduler or {}).get("T_max")
-    if scheduler and "T_max" in scheduler and not (isinstance(t_max, int) and t_max > 0):
-        raise ConfigError(f"model.scheduler.T_max is {t_max!r}: the cosine schedule needs a positive "
-                          "number of epochs (it follows trainer.max_epochs). Set trainer.max_epochs "
-                          "or model.scheduler.T_max, or model.scheduler=null for a constant rate.")
-
-
-def _reason(err: BaseException) -> str:
-    """The innermost message of an error Hydra's instantiate may have wrapped."""
-    while err.__cause__ is not None:
-        err = err.__cause__
-    return f"{type(err).__name__}: {err}"
 
 
 class NotASerCheckpoint(UserError):

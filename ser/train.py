@@ -21,9 +21,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
-from ser.errors import ConfigError, UserError, find_user_error
+from ser.errors import ConfigError, UserError
 from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
+from ser.preflight import made
 from ser.tracking import closing_runs, start
 
 log = logging.getLogger(__name__)
@@ -122,20 +123,9 @@ def differing_keys(a, b, prefix: str = "") -> list[str]:
 
 
 def built(group: str, make):
-    """``make()``, with a mistake in the ``group`` config turned into a :class:`ConfigError`:
-    an unknown key (TypeError), a target that does not exist (ImportError), or a value the
-    class refuses (ValueError; Lightning's MisconfigurationException for the trainer)."""
-    try:
-        return make()
-    except Exception as err:
-        if find_user_error(err) is not None:
-            raise
-        cause = err
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, (TypeError, ImportError, ValueError, MisconfigurationException)):
-            raise ConfigError(f"the {group} config does not work: {type(cause).__name__}: {cause}") from err
-        raise
+    """``make()``, with a mistake in the ``group`` config turned into a :class:`ConfigError`
+    (Lightning refuses trainer values with its MisconfigurationException)."""
+    return made(group, make, refused=(MisconfigurationException,))
 
 
 def pruning(cfg: DictConfig) -> list:
@@ -176,14 +166,6 @@ def config_choice(cfg: DictConfig, group: str) -> str:
         return choice
     target = cfg.model.net._target_ if group == "model" else cfg[group].corpus._target_
     return target.rsplit(".", 1)[-1].lower()
-
-
-def in_search() -> bool:
-    """Whether this run is a trial of ser's Optuna sweeper, which records failed trials."""
-    try:
-        return HydraConfig.get().sweeper.get("_target_") == "hydra_plugins.ser_search.OptunaSweeper"
-    except ValueError:
-        return False
 
 
 def sweep_name() -> str | None:

@@ -125,7 +125,7 @@ CONFIG_MISTAKES = [
     (["data.max_seconds=-2"], "data.max_seconds=-2"),
     (["data.cache_on_device=gpu"], "data.cache_on_device='gpu'"),
     (["features.kind=spectrogram"], "features.kind='spectrogram'"),
-    (["features.normalize=speaker"], "features.normalize='speaker'"),
+    (["features.normalize=global"], "features.normalize='global'"),
     (["model.optimizer.lr=-1"], "learning rate"),
     (["++model.net.hiden_size=64"], "hiden_size"),
     (["model.compile=true"], "model.compile=true"),
@@ -161,3 +161,45 @@ def test_every_config_mistake_is_one_paragraph_before_any_work(tmp_path):
             assert "\n\n" not in paragraph and named in paragraph, (overrides, paragraph)
             assert not any(cache.iterdir()), (overrides, list(cache.rglob("*")))  # nothing generated or cached
     print(f"config mistakes: exit 2 after {min(seconds):.1f}-{max(seconds):.1f} s (two at a time)")
+
+
+def test_the_precisions_checked_up_front_are_the_ones_lightning_accepts():
+    import typing
+
+    from lightning.fabric.connector import _PRECISION_INPUT
+
+    from ser.preflight import PRECISIONS
+
+    accepted = [value for literal in typing.get_args(_PRECISION_INPUT) for value in typing.get_args(literal)]
+    assert sorted(map(str, PRECISIONS)) == sorted(map(str, accepted))
+    assert len(PRECISIONS) == len(accepted)
+
+
+@pytest.mark.parametrize("group", ["model", "features", "data", "experiment", "trainer"])
+def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_path):
+    from ser.preflight import check_config
+
+    for choice in options(group):
+        overrides = [f"{group}={choice}", f"data.root={tmp_path}"]
+        if group == "data" and choice.startswith("synthetic"):
+            overrides.pop()
+        if group == "data" and choice == "multi":  # its parts are looked for under paths.data_dir
+            (tmp_path / "CREMA-D").mkdir(exist_ok=True)
+            (tmp_path / "RAVDESS").mkdir(exist_ok=True)
+            overrides.append(f"paths.data_dir={tmp_path}")
+        if group == "trainer" and choice in ("gpu", "ddp") and not torch.cuda.is_available():
+            continue  # refused here by design: test_every_config_mistake... covers it
+        if group == "features" and choice == "waveform":
+            overrides.append("model=wav2vec2")  # the one family that reads waveforms
+        check_config(compose_cfg(overrides))
+
+
+def test_the_early_check_imports_no_lightning():
+    code = ("import sys; from hydra import compose, initialize_config_dir; "
+            "from ser.preflight import check_config; "
+            f"initialize_config_dir(config_dir={str(CONF)!r}, version_base='1.3'); "
+            "check_config(compose(config_name='train', return_hydra_config=True)); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"

@@ -39,7 +39,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from ser.data.cache import ClipCache, FeatureCache, FrozenStage, ResidentRows, WaveformCache
 from ser.data.corpora import Clip, Corpus
-from ser.data.emotions import check_emotions
 from ser.data.loading import (
     BucketSampler,
     ClipDataset,
@@ -49,13 +48,12 @@ from ser.data.loading import (
     pad_batch,
     stack_spans,
 )
-from ser.data.splits import METHODS, SPLITS, assign_splits
-from ser.errors import ConfigError, not_one_of
+from ser.data.options import check_data_options
+from ser.data.splits import SPLITS, assign_splits
+from ser.errors import ConfigError
 
 log = logging.getLogger(__name__)
 RESIDENT_SHARE = 0.25  # cache_on_device=auto: at most this share of the GPU's free memory
-EVAL_CROPS = ("center", "none")
-CACHE_ON_DEVICE = ("auto", True, False)
 
 
 class FrontEnd(Protocol):
@@ -96,34 +94,26 @@ class SERDataModule(L.LightningDataModule):
     ):
         """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable)."""
         super().__init__()
+        check_data_options(emotions=emotions, split=split, val_fraction=val_fraction,
+                           test_fraction=test_fraction, fold=fold, num_folds=num_folds,
+                           batch_size=batch_size, eval_batch_size=eval_batch_size,
+                           num_workers=num_workers, max_seconds=max_seconds, eval_crop=eval_crop,
+                           cache_on_device=cache_on_device)
         self.corpus, self.root = corpus, root
-        self.classes = check_emotions(emotions)
+        self.classes = list(emotions)
         self.sample_rate = frontend.sample_rate if frontend is not None else 16000
         self.min_samples = frontend.min_samples if frontend is not None else 1
         stage = frontend.frozen_stage() if frontend is not None else None
         self.frozen_stage: FrozenStage | None = stage if precompute_features else None
         self.split, self.seed = split, seed
-        check_split(split, val_fraction, test_fraction, fold, num_folds)
         self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction,
                                seed=seed, fold=fold, num_folds=num_folds)
-        for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or batch_size)):
-            if not (isinstance(size, int) and size >= 1):
-                raise ConfigError(f"data.{key}={size!r} is not valid: a batch is a whole number of clips, >= 1.")
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
-        if not (num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0)):
-            raise ConfigError(f"data.num_workers={num_workers!r} is not valid: use auto or a count >= 0.")
-        if max_seconds is not None and not max_seconds > 0:
-            raise ConfigError(f"data.max_seconds={max_seconds!r} is not valid: use a length in seconds > 0, "
-                              "or null to keep whole clips.")
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
         self.bucket_by_length = bucket_by_length
         self.max_samples = int(max_seconds * self.sample_rate) if max_seconds else None
-        if eval_crop not in EVAL_CROPS:
-            raise not_one_of("data.eval_crop", eval_crop, EVAL_CROPS)
         self.eval_crop, self.cache_dir = eval_crop, cache_dir
-        if cache_on_device not in CACHE_ON_DEVICE:
-            raise not_one_of("data.cache_on_device", cache_on_device, ("auto", "true", "false"))
         corpus.check_available(root)
         self.cache_on_device = cache_on_device
         self.resident: ResidentRows | None = None  # the rows on the device, once the first batch arrives
@@ -275,24 +265,6 @@ class SERDataModule(L.LightningDataModule):
             writer.writerow(["path", "speaker", "emotion", "split"])
             for clip, split in zip(self.clips, self.assignment):
                 writer.writerow([clip.path, clip.speaker, clip.emotion, split])
-
-
-def check_split(split: str, val_fraction: float, test_fraction: float, fold: int, num_folds: int) -> None:
-    """What can be said of the split settings before the corpus is read."""
-    if split not in METHODS:
-        raise not_one_of("data.split", split, METHODS)
-    for key, share in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
-        if not 0 < share < 1:
-            raise ConfigError(f"data.{key}={share!r} is not valid: a share of the speakers, between 0 and 1.")
-    if val_fraction + test_fraction >= 1:
-        raise ConfigError(f"data.val_fraction + data.test_fraction = {val_fraction + test_fraction:g} leaves "
-                          "no speakers for training: keep their sum below 1.")
-    if split == "kfold":
-        if not (isinstance(num_folds, int) and num_folds >= 3):
-            raise ConfigError(f"data.num_folds={num_folds!r} is not valid: k-fold needs at least 3 folds "
-                              "(one test, one validation, the rest training).")
-        if not (isinstance(fold, int) and 0 <= fold < num_folds):
-            raise ConfigError(f"data.fold={fold!r} is not valid: with data.num_folds={num_folds} use 0 to {num_folds - 1}.")
 
 
 def _warn_skipped(what: str, skipped: list[tuple[str, str]]) -> None:
