@@ -26,7 +26,7 @@ def test_generation_is_deterministic_by_seed_and_uses_crema_d_naming(tmp_path):
 def test_other_seed_gives_other_audio(tmp_path):
     Synthetic(num_speakers=3, num_sentences=1, seed=1).prepare(tmp_path)
     Synthetic(num_speakers=3, num_sentences=1, seed=2).prepare(tmp_path)
-    folders = sorted(tmp_path.glob("v1-*"))
+    folders = sorted(tmp_path.glob("v2-*"))
     assert len(folders) == 2
     name = "AudioWAV/1001_IEO_ANG_XX.wav"
     assert (folders[0] / name).read_bytes() != (folders[1] / name).read_bytes()
@@ -70,7 +70,7 @@ def test_intensities_follow_crema_d_design_and_size(tmp_path):
     assert len(names) == 3 * 16
     assert "1001_IEO_NEU_XX" in names and "1001_IEO_ANG_XX" not in names
     assert {"1001_IEO_ANG_LO", "1001_IEO_ANG_MD", "1001_IEO_ANG_HI"} <= set(names)
-    clips, skipped = CremaD().scan(next(tmp_path.glob("v1-*")))
+    clips, skipped = CremaD().scan(next(tmp_path.glob("v2-*")))
     assert not skipped and len(clips) == 48
 
 
@@ -102,3 +102,50 @@ def test_a_daemonic_process_generates_the_same_corpus_serially(tmp_path):
     parallel, serial = (sorted((tmp_path / name).rglob("*.wav")) for name in ("parallel", "daemon"))
     assert len(parallel) == 18 and [p.name for p in parallel] == [p.name for p in serial]
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(parallel, serial))
+
+
+def test_speakers_differ_at_least_as_much_as_emotions_do():
+    """As in acted corpora: utterance statistics of the log-mel vary more between speakers
+    (voice, channel) than between emotions, so a model must learn what carries over."""
+    import torch
+    import torchaudio.transforms as T
+
+    from ser.data.synthetic import make_sentence
+
+    mel = T.MelSpectrogram(16000, n_fft=1024, hop_length=256, n_mels=40)
+    rows, speakers, emotions = [], [], []
+    for speaker in range(6):
+        voice = make_voice(speaker, 0)
+        for e, emotion in enumerate(PROSODY):
+            for s in range(2):
+                clip = synthesize(voice, emotion, np.random.default_rng([speaker, e, s]), 16000,
+                                  sentence=make_sentence(s, (5, 9)))
+                logmel = torch.log(mel(torch.from_numpy(clip)) + 1e-6)
+                rows.append(torch.cat([logmel.mean(1), logmel.std(1)]).numpy())
+                speakers.append(speaker)
+                emotions.append(emotion)
+    stats = np.stack(rows)
+    stats = (stats - stats.mean(0)) / stats.std(0)
+
+    def between(groups):
+        means = [stats[[g == key for g in groups]].mean(0) for key in sorted(set(groups))]
+        return np.var(np.stack(means), axis=0).mean()
+
+    assert between(speakers) >= between(emotions)
+
+
+def test_each_speaker_acts_emotions_their_own_way_and_sentences_are_fixed_texts():
+    from ser.data.synthetic import make_sentence
+
+    a, b = make_voice(0, 0), make_voice(2, 0)
+    assert a.expression["ANG"] != b.expression["ANG"] and a.eq_db != b.eq_db and a.snr_db != b.snr_db
+    ratios = []  # anger's pitch against neutral, per speaker
+    for speaker in range(4):
+        voice = make_voice(speaker, 0)
+        sentence = make_sentence(0, (5, 9))
+        ratios.append(np.median([pitch(synthesize(voice, "ANG", np.random.default_rng(i), 16000, sentence=sentence))
+                                 / pitch(synthesize(voice, "NEU", np.random.default_rng(i), 16000, sentence=sentence))
+                                 for i in range(3)]))
+    assert max(ratios) - min(ratios) > 0.05
+    first, again, other = make_sentence(3, (5, 9)), make_sentence(3, (5, 9)), make_sentence(4, (5, 9))
+    assert np.array_equal(first.vowels, again.vowels) and not np.array_equal(first.accents, other.accents)

@@ -1,10 +1,14 @@
 """The built-in corpus: emotional-speech-like clips made by a small source-filter synthesiser.
 
-Each synthetic speaker has a voice of its own (pitch, formant scale, speaking rate, spectral
-tilt, breathiness). Emotions change prosody the way acted emotions do in the literature
-(pitch level and range, tempo, energy and its contrast, spectral tilt, jitter), with
-utterance-to-utterance variation wide enough that classes overlap and speakers differ more
-than some emotions do: learnable, but not trivially. Noise and a random gain are added.
+Made as hard as acted corpora are where it matters for new speakers: speakers differ at least
+as much as emotions do. Each speaker has a voice of its own (pitch register and range,
+vocal-tract length, speaking rate, spectral tilt, breathiness, jitter), expresses each
+emotion in a way of their own (how far, and through which cues: one shouts, another speeds
+up), and is recorded through a channel of their own (microphone colour, room reverberation,
+noise of their own colour and level). Emotions move the shared cues the way acted emotions
+do in the literature (pitch level and range, tempo, energy and its contrast, tilt, jitter).
+Sentences are fixed texts (syllable count, vowels, accent pattern) that every speaker says
+in every emotion, as in CREMA-D.
 
 The clips are written as 16-bit WAV files in CREMA-D's layout and naming
 (``AudioWAV/1001_DFA_ANG_XX.wav``) and so go through exactly the loading path of a real
@@ -60,6 +64,9 @@ BANDWIDTHS = np.array([90.0, 110.0, 170.0])
 # CREMA-D's intensity levels: how far the prosody moves from neutral (XX = unspecified).
 INTENSITY = {"XX": 1.0, "LO": 0.5, "MD": 0.8, "HI": 1.2}
 INTENSITY_SENTENCE = "IEO"  # the one sentence CREMA-D records at every level
+# Bumped whenever the generator changes what it writes: a new folder, never a stale corpus.
+# v2: speakers differ as much as emotions do (own expression, own channel), fixed sentences.
+GENERATOR = "v2"
 
 
 @dataclass(frozen=True)
@@ -79,42 +86,84 @@ class SyntheticSpec:
 
 @dataclass(frozen=True)
 class Voice:
-    f0: float
-    formant_scale: float
+    """A speaker: voice, way of expressing emotion, and recording channel."""
+
+    f0: float  # pitch register (Hz)
+    pitch_range: float  # semitones of a neutral accent: monotone to lively
+    formant_scale: float  # shorter vocal tract: higher formants
     rate: float  # syllables per second
     tilt: float
     breath: float
+    jitter: float
+    expressiveness: float  # how far this speaker's emotions move from neutral
+    expression: dict  # emotion -> cue -> this speaker's weight on the shared departure
+    eq_db: tuple[float, ...]  # microphone colour: gains (dB) at log-spaced frequencies
+    reverb_s: float  # the room's decay time (RT60)
+    reverb_mix: float
+    snr_db: float  # the room's mean noise level
+    noise_colour: float  # noise spectrum slope: -1 brown-ish ... 0 white ... 1 blue-ish
 
 
 def make_voice(speaker: int, seed: int) -> Voice:
     rng = np.random.default_rng([seed, speaker, 7919])
     female = speaker % 2 == 1
+    cues = ("pitch", "range", "tempo", "level", "contrast", "tilt", "jitter", "breath")
     return Voice(
-        f0=rng.normal(210.0, 22.0) if female else rng.normal(115.0, 14.0),
-        formant_scale=rng.normal(1.16, 0.04) if female else rng.normal(1.0, 0.04),
-        rate=rng.normal(4.6, 0.5),
-        tilt=rng.normal(0.0, 0.15),
-        breath=abs(rng.normal(0.04, 0.03)),
+        f0=float(np.clip(rng.normal(205.0, 30.0) if female else rng.normal(118.0, 20.0), 70, 320)),
+        pitch_range=float(np.clip(rng.normal(2.2, 0.7), 0.8, 4.5)),
+        formant_scale=rng.normal(1.15, 0.07) if female else rng.normal(1.0, 0.06),
+        rate=float(np.clip(rng.normal(4.5, 0.8), 2.8, 6.5)),
+        tilt=rng.normal(0.0, 0.3),
+        breath=abs(rng.normal(0.05, 0.05)),
+        jitter=abs(rng.normal(0.004, 0.003)),
+        expressiveness=rng.uniform(0.45, 1.3),
+        expression={e: {c: float(np.exp(rng.normal(0, 0.5))) for c in cues} for e in PROSODY},
+        eq_db=tuple(rng.normal(0, 2.5, 6)),
+        reverb_s=rng.uniform(0.05, 0.6),
+        reverb_mix=rng.uniform(0.05, 0.35),
+        snr_db=rng.uniform(12, 35),
+        noise_colour=rng.uniform(-1, 1),
     )
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A fixed text: what every speaker says in every emotion."""
+
+    vowels: np.ndarray  # [syllables] indices into VOWELS
+    accents: np.ndarray  # [syllables] the sentence's accent pattern
+
+
+def make_sentence(index: int, syllables: tuple[int, int], seed: int = 0) -> Sentence:
+    rng = np.random.default_rng([seed, index, 104729])
+    n = int(rng.integers(syllables[0], syllables[1] + 1))
+    return Sentence(rng.integers(0, len(VOWELS), n), rng.normal(0, 1, n))
 
 
 def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate: int,
                variability: float = 1.0, intensity: float = 1.0,
-               syllables: tuple[int, int] = (5, 9)) -> np.ndarray:
-    """One utterance of ``syllables`` (inclusive range) in ``emotion`` spoken by ``voice``;
-    ``intensity`` scales how far the prosody departs from neutral."""
+               syllables: tuple[int, int] = (5, 9), sentence: Sentence | None = None) -> np.ndarray:
+    """One utterance in ``emotion`` spoken by ``voice`` and recorded through its channel:
+    ``sentence`` (or a random one of ``syllables``, an inclusive range); ``intensity`` scales
+    how far the prosody departs from neutral."""
     neutral = PROSODY["NEU"]
-    p = {k: neutral[k] + intensity * (value - neutral[k]) for k, value in PROSODY[emotion].items()}
+    weights = voice.expression[emotion]
+    depart = intensity * voice.expressiveness
+    p = {k: neutral[k] + depart * weights[k] * (value - neutral[k]) for k, value in PROSODY[emotion].items()}
+    p["pitch"], p["range"], p["tempo"] = max(p["pitch"], 0.6), max(p["range"], 0.2), max(p["tempo"], 0.5)
     v = variability
     pitch = voice.f0 * p["pitch"] * np.exp(rng.normal(0, 0.08 * v))
-    semitone_range = 2.2 * p["range"] * np.exp(rng.normal(0, 0.25 * v))
+    semitone_range = voice.pitch_range * p["range"] * np.exp(rng.normal(0, 0.25 * v))
     rate = voice.rate * p["tempo"] * np.exp(rng.normal(0, 0.08 * v))
     tilt = p["tilt"] + voice.tilt + rng.normal(0, 0.12 * v)
-    jitter = p["jitter"] * np.exp(rng.normal(0, 0.3 * v))
+    jitter = max(p["jitter"], 0.0) * np.exp(rng.normal(0, 0.3 * v)) + voice.jitter
     contrast = np.clip(p["contrast"] + rng.normal(0, 0.12 * v), 0.05, 1.0)
-    breath = voice.breath + p["breath"]
+    breath = max(voice.breath + p["breath"], 0.0)
 
-    n_syll = int(rng.integers(syllables[0], syllables[1] + 1))
+    if sentence is None:
+        sentence = Sentence(rng.integers(0, len(VOWELS), int(rng.integers(syllables[0], syllables[1] + 1))),
+                            rng.normal(0, 1, syllables[1]))
+    n_syll = len(sentence.vowels)
     syll_len = sample_rate / rate
     n = int(n_syll * syll_len + 0.25 * sample_rate)
     t = np.arange(n) / sample_rate
@@ -122,9 +171,10 @@ def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate
     n_ctl = n // hop + 2
     tc = np.arange(n_ctl) * hop / sample_rate
 
-    # Pitch contour: declination + per-syllable accents + slow wander, in semitones.
+    # Pitch contour: declination + the sentence's accents (each spoken a little differently)
+    # + slow wander, in semitones.
     onsets = 0.12 + np.arange(n_syll) * syll_len / sample_rate
-    accents = rng.normal(0, 1, n_syll)
+    accents = 0.7 * sentence.accents[:n_syll] + rng.normal(0, 0.7, n_syll)
     contour = -0.4 * tc / tc[-1] + sum(a * np.exp(-((tc - o) * rate * 1.6) ** 2) for a, o in zip(accents, onsets))
     contour = contour + 0.3 * np.sin(2 * np.pi * rng.uniform(0.3, 1.2) * tc + rng.uniform(0, 6.3))
     f0_ctl = pitch * 2 ** (semitone_range * contour / 12)
@@ -138,7 +188,7 @@ def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate
     stress = 1.0 + contrast * rng.uniform(-1, 1, n_syll)
     env_ctl = np.where(tc >= 0.12, np.sin(np.pi * within) ** 1.5 * stress[syll_index], 0.0)
     env_ctl[tc > onsets[-1] + syll_len / sample_rate] = 0.0
-    vowels = VOWELS[rng.integers(0, len(VOWELS), n_syll)] * voice.formant_scale
+    vowels = VOWELS[sentence.vowels] * voice.formant_scale * np.exp(rng.normal(0, 0.03 * v, (n_syll, 3)))
     formants = vowels[syll_index]  # [n_ctl, 3]
 
     # Harmonic source shaped by the formant envelope (evaluated at the control rate).
@@ -157,13 +207,33 @@ def synthesize(voice: Voice, emotion: str, rng: np.random.Generator, sample_rate
     env = np.interp(t, tc, env_ctl)
     speech = env * (voiced + 0.4 * breath * aspiration)
     speech *= 10 ** (p["level"] / 20)
+    return recorded(speech, voice, rng, sample_rate)
 
-    snr_db = rng.uniform(15, 35)
+
+def recorded(speech: np.ndarray, voice: Voice, rng: np.random.Generator, sample_rate: int) -> np.ndarray:
+    """``speech`` through the speaker's channel: microphone colour, room, noise, level."""
+    n = len(speech)
     rms = np.sqrt(np.mean(speech ** 2)) + 1e-9
-    speech = speech + rng.normal(0, rms * 10 ** (-snr_db / 20), n)
+    decay = np.arange(int(voice.reverb_s * sample_rate)) / sample_rate
+    room = rng.normal(0, 1, len(decay)) * 10 ** (-3 * decay / voice.reverb_s)  # -60 dB at RT60
+    room = room / (np.sqrt(np.sum(room ** 2)) + 1e-9)
+    size = 1 << int(np.ceil(np.log2(n + len(room))))
+    spectrum = np.fft.rfft(speech, size)
+    freqs = np.fft.rfftfreq(size, 1 / sample_rate)
+    anchors = np.geomspace(100, sample_rate / 2, len(voice.eq_db))
+    eq = 10 ** (np.interp(np.log(np.maximum(freqs, 1)), np.log(anchors), voice.eq_db) / 20)
+    dry = np.fft.irfft(spectrum * eq, size)[:n]
+    wet = np.fft.irfft(spectrum * eq * np.fft.rfft(room, size), size)[:n]
+    out = (1 - voice.reverb_mix) * dry + voice.reverb_mix * wet * (rms / (np.sqrt(np.mean(wet ** 2)) + 1e-9))
+    white = np.fft.rfft(rng.normal(0, 1, n))
+    tint = np.maximum(np.fft.rfftfreq(n, 1 / sample_rate), 50) ** (voice.noise_colour / 2)
+    hiss = np.fft.irfft(white * tint, n)
+    snr_db = voice.snr_db + rng.normal(0, 3)
+    out_rms = np.sqrt(np.mean(out ** 2)) + 1e-9
+    out = out + hiss * out_rms * 10 ** (-snr_db / 20) / (np.sqrt(np.mean(hiss ** 2)) + 1e-9)
     gain_db = rng.uniform(-8, 4)
-    speech *= 0.07 * 10 ** (gain_db / 20) / rms
-    return speech.astype(np.float32)
+    out *= 0.07 * 10 ** (gain_db / 20) / (np.sqrt(np.mean(out ** 2)) + 1e-9)
+    return out.astype(np.float32)
 
 
 class Synthetic(CremaD):
@@ -185,7 +255,7 @@ class Synthetic(CremaD):
                                   sample_rate, variability, (low, high), intensities, num_clips)
 
     def folder(self, root) -> Path:
-        return Path(root).expanduser() / f"v1-{self.spec.digest()}"
+        return Path(root).expanduser() / f"{GENERATOR}-{self.spec.digest()}"
 
     def sources(self, root):
         return [(self, self.folder(root))]
@@ -239,8 +309,8 @@ class Synthetic(CremaD):
 def _write_utterance(job) -> None:
     spec, out, speaker, emotion, sentence, level = job
     e, s = list(PROSODY).index(emotion), SENTENCES.index(sentence)
-    # XX clips keep the seeds they had before intensity levels existed.
     seeds = [spec.seed, speaker, e, s] + ([] if level == "XX" else [list(INTENSITY).index(level)])
     clip = synthesize(make_voice(speaker, spec.seed), emotion, np.random.default_rng(seeds),
-                      spec.sample_rate, spec.variability, INTENSITY[level], spec.syllables)
+                      spec.sample_rate, spec.variability, INTENSITY[level], spec.syllables,
+                      make_sentence(s, spec.syllables, spec.seed))
     write_wav(out / f"{1001 + speaker}_{sentence}_{emotion}_{level}.wav", clip, spec.sample_rate)
