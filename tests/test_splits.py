@@ -20,12 +20,20 @@ def groups(speakers, splits):
     return {name: {s for s, x in zip(speakers, splits) if x == name} for name in ("train", "val", "test")}
 
 
+@pytest.mark.parametrize(("speakers", "val"), [(4, 1), (6, 2), (8, 2), (10, 3), (24, 3), (91, 9)])
+def test_validation_gets_three_speakers_where_training_keeps_half(speakers, val):
+    names, emotions = corpus(speakers, per_emotion=1)
+    g = groups(names, assign_splits(names, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=0))
+    assert len(g["val"]) == val
+    assert len(g["train"]) >= speakers / 2
+
+
 def test_speaker_split_is_disjoint_covers_every_emotion_and_is_deterministic():
     speakers, emotions = corpus(12)
     splits = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=3)
     g = groups(speakers, splits)
     assert not (g["train"] & g["val"]) and not (g["train"] & g["test"]) and not (g["val"] & g["test"])
-    assert len(g["test"]) == 2 and len(g["val"]) == 1 and len(g["train"]) == 9
+    assert len(g["test"]) == 2 and len(g["val"]) == 3 and len(g["train"]) == 7
     for name in g:
         assert {e for e, x in zip(emotions, splits) if x == name} == set(EMOTIONS)
     again = assign_splits(speakers, emotions, "speaker", val_fraction=0.1, test_fraction=0.2, seed=3)

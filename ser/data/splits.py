@@ -16,6 +16,7 @@ from ser.errors import ConfigError, not_one_of
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 METHODS = ("speaker", "random", "kfold")  # data.split
+MIN_VAL_SPEAKERS = 3
 
 
 def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_fraction: float,
@@ -31,13 +32,18 @@ def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_
 
 
 def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[str]:
-    """Disjoint speaker sets, each seeing every emotion. With fewer than three speakers (TESS)
+    """Disjoint speaker sets, each seeing every emotion, val at least three speakers where
+    training keeps half of them. With fewer than three speakers (TESS)
     one speaker is held out for test and val is drawn from the other's utterances."""
     unique = sorted(set(speakers))
     if len(unique) < 3:
         return _hold_out_one_speaker(speakers, emotions, unique, val_fraction, seed)
     n_test = max(1, round(test_fraction * len(unique)))
     n_val = max(1, round(val_fraction * len(unique)))
+    # The checkpoint is chosen on val: on one or two speakers that choice follows their voices.
+    # Take at least three where the corpus can spare them (training keeps half the speakers).
+    while n_val < MIN_VAL_SPEAKERS and len(unique) - n_test - (n_val + 1) >= len(unique) / 2:
+        n_val += 1
     if n_test + n_val >= len(unique):
         raise ConfigError(f"{len(unique)} speakers cannot give {n_test} test and {n_val} val speakers "
                          "and still leave some to train on")
