@@ -27,7 +27,7 @@ from ser.ops import frames_after, masked_moments, real_frames
 
 LOG_FLOOR = 1e-6  # added to the mel power before the log: silence stays finite
 KINDS = ("logmel", "mfcc", "waveform")  # features.kind
-NORMALIZATIONS = ("utterance", "none")  # features.normalize
+NORMALIZATIONS = ("speaker", "utterance", "none")  # features.normalize
 
 
 class FeatureFrontend(nn.Module):
@@ -79,12 +79,14 @@ class FeatureFrontend(nn.Module):
             inputs = inputs.float()
             if self.kind == "waveform":
                 return self._waveform(inputs, lengths, gain_db)
-            mel, frames = (inputs, lengths) if inputs.dim() == 3 else self.log_mel(inputs, lengths)
-            if gain_db is not None:
+            cached = inputs.dim() == 3
+            mel, frames = (inputs, lengths) if cached else self.log_mel(inputs, lengths)
+            by_speaker = cached and self.normalize == "speaker"
+            if gain_db is not None and not by_speaker:  # normalised: a dB has no known size there
                 # A gain of g on the waveform adds log(g^2) to its log power, exactly wherever the
                 # mel energy is above the log floor: applied here, it needs no waveform.
                 mel = mel + gain_db[:, None, None] * (math.log(10) / 10)
-            return self._finish(mel, frames)
+            return self._finish(mel, frames, by_speaker)
 
     def log_mel(self, waves: torch.Tensor, lengths: torch.Tensor):
         """waves[B, T], lengths[B] -> log-mel[B, n_mels, frames] (unnormalised), frame_lengths[B]"""
@@ -99,10 +101,16 @@ class FeatureFrontend(nn.Module):
             waves = waves * 10 ** (gain_db[:, None] / 20)
         return waves.unsqueeze(1) * real_frames(lengths, waves.shape[-1]).unsqueeze(1).to(waves.dtype), lengths
 
-    def _finish(self, feats: torch.Tensor, frames: torch.Tensor):
+    def _finish(self, feats: torch.Tensor, frames: torch.Tensor, by_speaker: bool = False):
+        """``by_speaker``: the data side has normalised these log-mel per speaker already."""
+        mask = real_frames(frames, feats.shape[-1]).unsqueeze(1).to(feats.dtype)  # [B, 1, frames]
+        if self.normalize == "speaker" and not by_speaker:
+            # A clip whose speaker's other clips are not at hand (ser-predict, features computed
+            # per step): the clip stands for its speaker, each bin over its own frames.
+            mean, var = masked_moments(feats, mask, dims=(2,))
+            feats = (feats - mean) / (var.sqrt() + 1e-5)
         if self.kind == "mfcc":  # the log-mel floor is torchaudio's MFCC(log_mels=True)
             feats = torch.matmul(feats.transpose(-1, -2), self.dct).transpose(-1, -2)
-        mask = real_frames(frames, feats.shape[-1]).unsqueeze(1).to(feats.dtype)  # [B, 1, frames]
         if self.normalize == "utterance":
             # One mean and std per clip over its real frames: removes recording gain, keeps
             # the spectral shape and its dynamics, which carry emotion.
@@ -153,10 +161,10 @@ class Augment(nn.Module):
     """
 
     def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,
-                 num_masks: int = 1, p: float = 0.5):
+                 num_masks: int = 1, p: float = 0.5, freq_warp: float = 0.0):
         super().__init__()
         self.gain_db, self.freq_mask, self.time_mask = gain_db, freq_mask, time_mask
-        self.num_masks, self.p = num_masks, p
+        self.num_masks, self.p, self.freq_warp = num_masks, p, freq_warp
 
     def random_gain(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """A gain in dB per clip, uniform in [-gain_db, gain_db] (None when switched off)."""
@@ -165,7 +173,9 @@ class Augment(nn.Module):
         return (torch.rand(batch, device=device) * 2 - 1) * self.gain_db
 
     def features(self, feats: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-        """feats[B, F, T] with frame counts -> masked feats (padding zero as well)."""
+        """feats[B, F, T] with frame counts -> warped and masked feats (padding zero as well)."""
+        if self.freq_warp > 0:
+            feats = self.warped(feats)
         keep = real_frames(frames, feats.shape[-1])[:, None, :]  # [B, 1, T]
         if self.time_mask > 0 and self.num_masks > 0:
             keep = keep & ~self._spans(frames, self.time_mask, feats.shape[-1])[:, None, :]
@@ -173,6 +183,19 @@ class Augment(nn.Module):
             bins = torch.full_like(frames, feats.shape[1])
             keep = keep & ~self._spans(bins, self.freq_mask, feats.shape[1])[:, :, None]
         return feats * keep
+
+    def warped(self, feats: torch.Tensor) -> torch.Tensor:
+        """Each clip's frequency axis stretched by a factor uniform in ``1 +- freq_warp``: a
+        longer or shorter vocal tract (VTLP), done on the cached features. Bin ``b`` reads bin
+        ``b * factor`` (linear interpolation; the top bin repeats past the edge)."""
+        bins = feats.shape[1]
+        factor = 1 + (torch.rand(len(feats), 1, device=feats.device) * 2 - 1) * self.freq_warp
+        source = (torch.arange(bins, device=feats.device) * factor).clamp(max=bins - 1)  # [B, F]
+        low = source.floor().long()
+        high = (low + 1).clamp(max=bins - 1)
+        weight = (source - low).to(feats.dtype)[:, :, None]
+        pick = lambda index: feats.gather(1, index[:, :, None].expand(-1, -1, feats.shape[-1]))  # noqa: E731
+        return pick(low) * (1 - weight) + pick(high) * weight
 
     def _spans(self, extent: torch.Tensor, max_width: int, size: int) -> torch.Tensor:
         """[B, size] bool, true on ``num_masks`` random spans per row inside ``[0, extent)``:

@@ -72,7 +72,7 @@ def run(cfg: DictConfig) -> dict:
         if trainer.global_rank == 0:
             datamodule.write_split_csv(out / "split.csv")
 
-        results = best_validation(trainer)  # read before testing resets the trainer's metrics
+        results = fit_summary(trainer)  # read before testing resets the trainer's metrics
         if cfg.get("test", True):
             results = evaluate(cfg, trainer, model, datamodule, results)
             if trainer.global_rank == 0:
@@ -139,10 +139,11 @@ def pruning(cfg: DictConfig) -> list:
     return [PruneHopeless(cfg.search.storage, cfg.search.study_name, int(cfg.search.trial), pruner)]
 
 
-def best_validation(trainer) -> dict:
-    """The module's running best of val/uar (what searches optimise), if it validated."""
-    best = trainer.callback_metrics.get("val/uar_best")
-    return {} if best is None else {"val/uar_best": float(best)}
+def fit_summary(trainer) -> dict:
+    """The module's running best of val/uar (what searches optimise) and the last epoch's
+    train/uar (its gap to test/uar says how much was learnt of the training speakers only)."""
+    return {key: float(trainer.callback_metrics[key]) for key in ("val/uar_best", "train/uar")
+            if key in trainer.callback_metrics}
 
 
 def label_runs(cfg: DictConfig) -> None:

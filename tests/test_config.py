@@ -96,11 +96,13 @@ def test_a_schedule_without_a_length_is_a_clear_error(compose_cfg):
     assert isinstance(find_user_error(err.value), UserError) and "T_max is -1" in str(find_user_error(err.value))
 
 
-def test_seed_experiments_keep_the_notebooks_constant_learning_rate(compose_cfg, tmp_path):
-    assert compose_cfg([]).model.scheduler is not None  # the default decays
+def test_notebook_experiments_keep_the_notebooks_recipe_not_the_default(compose_cfg, tmp_path):
+    default = compose_cfg([])
+    assert default.model.scheduler is not None and default.features.normalize == "speaker"
     for name in options("experiment"):
         cfg = compose_cfg([f"experiment={name}", f"data.root={tmp_path}"])
-        assert cfg.model.scheduler is None, name
+        assert cfg.model.scheduler is None, name  # the notebooks' constant learning rate
+        assert cfg.features.normalize == "utterance", name  # each spectrogram scaled alone
 
 
 def test_compiling_on_the_cpu_is_refused_before_training_not_a_crash_mid_epoch(compose_cfg):

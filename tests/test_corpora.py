@@ -437,3 +437,60 @@ def test_two_processes_opening_one_cold_cache_build_it_once(tmp_path):
     counts = [out.split() for out, _ in outputs]
     assert counts[0] == counts[1] and int(counts[0][1]) == len(list(root.rglob("*.wav")))
     assert sum(err.count("Cached ") for _, err in outputs) == 1  # one process built, the other read it
+
+
+def test_speaker_normalisation_gives_each_speaker_zero_mean_unit_variance(corpora, tmp_path, built_model):
+    import numpy as np
+    import torch
+
+    from ser.data.cache import FeatureCache, WaveformCache
+
+    module = built_model("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", "features.normalize=speaker")
+    dm = SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, frontend=module.frontend,
+                       num_workers=0, cache_dir=str(tmp_path / "cache"), max_seconds=None)
+    dm.prepare_data()
+    dm.setup()
+    cache = dm.datasets["train"].cache
+    for speaker in {c.speaker for c in dm.clips}:  # test speakers too: their unlabelled audio
+        rows = np.concatenate([cache[c.path] for c in dm.clips if c.speaker == speaker])
+        assert np.abs(rows.mean(0)).max() < 1e-3 and np.abs(rows.std(0) - 1).max() < 1e-2
+    # Each clip keeps its own log-mel, shifted and scaled per bin by its speaker's moments.
+    raw = FeatureCache.open(WaveformCache.open([c.path for c in dm.clips], dm.sample_rate, dm.cache_dir),
+                            dm.frozen_stage, dm.cache_dir)
+    path = dm.clips[0].path
+    assert np.corrcoef(raw[path][:, 10], cache[path][:, 10])[0, 1] > 0.999
+    batch = next(iter(dm.test_dataloader()))
+    with torch.no_grad():  # the model takes them as they come: no second normalisation
+        feats, frames = module.frontend(*batch[:2])
+    n = int(frames[0])
+    torch.testing.assert_close(feats[0, :, :n], batch[0][0, :, :n])
+
+
+def test_speaker_normalisation_needs_cached_spectral_features(corpora, tmp_path, built_model):
+    from ser.errors import ConfigError
+
+    module = built_model("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", "features.normalize=speaker")
+    with pytest.raises(ConfigError, match="precompute_features"):
+        SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, frontend=module.frontend,
+                      cache_dir=str(tmp_path), precompute_features=False)
+
+
+def test_the_espeak_evaluation_corpus_is_in_ravdess_real_layout(tmp_path):
+    import sys
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import espeak_corpus
+
+    count = espeak_corpus.write(tmp_path, count=2)
+    assert count == 2 * (7 * 2 * 2 * 2 + 2 * 2)  # neutral only at normal intensity
+    clips, skipped = Ravdess().scan(tmp_path)
+    assert not skipped and len(clips) == count
+    assert {c.speaker for c in clips} == {"01", "02"}
+    assert {c.emotion for c in clips} == set(Ravdess.labels.values())
+    assert sf.info(clips[0].path).samplerate == 48000
+    first = sorted(tmp_path.rglob("03-01-05-02-01-01-01.wav"))
+    assert first and first[0].parent.name == "Actor_01"
+    angry, sad = (sf.read(next(tmp_path.rglob(f"03-01-{code}-02-01-01-01.wav")))[0] for code in ("05", "04"))
+    assert len(angry) < len(sad)  # acted: anger faster than sadness

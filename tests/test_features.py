@@ -100,3 +100,28 @@ def test_a_gain_on_the_log_mel_is_a_gain_on_the_waveform():
     torch.testing.assert_close(from_cached_log_mel, on_mel)
     raw = FeatureFrontend("waveform")
     torch.testing.assert_close(raw(waves, lengths, gain_db)[0], raw(scaled, lengths)[0])
+
+
+def test_frequency_warp_stretches_each_clip_and_keeps_padding_zero():
+    torch.manual_seed(0)
+    feats = torch.zeros(3, 40, 10)
+    feats[:, 20, :8] = 1.0  # one band, 8 real frames
+    frames = torch.tensor([8, 8, 8])
+    augment = Augment(gain_db=0, freq_mask=0, time_mask=0, freq_warp=0.2)
+    out = augment.features(feats, frames)
+    assert out.shape == feats.shape and (out[:, :, 8:] == 0).all()
+    peaks = (out[:, :, 0] * torch.arange(40)).sum(1) / out[:, :, 0].sum(1)  # where the band went
+    assert ((peaks > 20 / 1.2 - 1e-4) & (peaks < 20 / 0.8 + 1e-4)).all()
+    assert peaks.unique().numel() == 3  # a factor per clip
+    assert torch.equal(Augment(freq_mask=0, time_mask=0).features(feats, frames), feats)  # off by default
+
+
+def test_speaker_normalised_front_end_takes_cached_features_as_they_come_and_normalises_a_lone_clip():
+    front = FeatureFrontend(normalize="speaker")
+    mel = torch.randn(2, 128, 30) * 3 + 5
+    frames = torch.tensor([30, 20])
+    out, _ = front(mel, frames)
+    torch.testing.assert_close(out[0], mel[0])  # the data side normalised it per speaker
+    wave = torch.randn(1, 30000) * 0.1
+    alone, n = front(wave, torch.tensor([30000]))  # ser-predict: no other clip of its speaker
+    assert alone[0].mean(1).abs().max() < 1e-4 and (alone[0].std(1, unbiased=False) - 1).abs().max() < 1e-2

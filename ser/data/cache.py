@@ -197,6 +197,41 @@ class FeatureCache(ClipCache):
         return cls.load(base)
 
 
+class SpeakerNormalised(ClipCache):
+    """Features normalised per speaker: each value of a frame (a mel bin) to zero mean and unit
+    variance over every frame of that speaker's clips. The standard in speech emotion
+    recognition: it removes what a speaker's voice and microphone add to every clip (register,
+    vocal tract, channel colour) and keeps how their clips differ from each other. It uses each
+    speaker's unlabelled audio, the test speakers' included."""
+
+    @classmethod
+    def open(cls, features: ClipCache, speaker_of: dict[str, str], cache_dir: str | Path) -> SpeakerNormalised:
+        """The clips of ``speaker_of`` (path -> speaker), normalised; built once per grouping."""
+        grouping = hashlib.sha1(json.dumps(sorted(speaker_of.items())).encode()).hexdigest()[:16]
+        spec = {"features": features.data_file.stem, "speakers": grouping}
+        key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+        base = Path(cache_dir).expanduser() / "features" / f"{key}-by-speaker"
+        built_once(base, lambda: write(base, normalised_by_speaker(features, speaker_of), len(speaker_of),
+                                       "Normalising features per speaker", width=features.width, spec=spec))
+        return cls.load(base)
+
+
+def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str]) -> Iterator[tuple[str, tuple]]:
+    """(path, (rows normalised by its speaker's moments, None)), from two passes over the cache."""
+    sums: dict[str, np.ndarray] = {}
+    for path, speaker in speaker_of.items():
+        rows = features[path].astype(np.float64)
+        moments = np.stack([np.full(rows.shape[1:], len(rows)), rows.sum(0), np.square(rows).sum(0)])
+        sums[speaker] = sums.get(speaker, 0) + moments
+    scale = {}
+    for speaker, (count, total, squares) in sums.items():
+        mean = total / count
+        scale[speaker] = (mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-5)
+    for path, speaker in speaker_of.items():
+        mean, std = scale[speaker]
+        yield path, (((features[path] - mean) / std).astype(np.float32), None)
+
+
 def built_once(base: Path, build) -> None:
     """Make sure an intact cache lies at ``base``, calling ``build()`` if none does.
 

@@ -37,7 +37,14 @@ from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
 from torch.utils.data import DataLoader, Dataset
 
-from ser.data.cache import ClipCache, FeatureCache, FrozenStage, ResidentRows, WaveformCache
+from ser.data.cache import (
+    ClipCache,
+    FeatureCache,
+    FrozenStage,
+    ResidentRows,
+    SpeakerNormalised,
+    WaveformCache,
+)
 from ser.data.corpora import Clip, Corpus
 from ser.data.loading import (
     BucketSampler,
@@ -63,6 +70,7 @@ class FrontEnd(Protocol):
 
     sample_rate: int
     min_samples: int
+    normalize: str  # "speaker": the data side normalises the frozen stage's output per speaker
 
     def frozen_stage(self) -> FrozenStage | None: ...
 
@@ -105,6 +113,10 @@ class SERDataModule(L.LightningDataModule):
         self.min_samples = frontend.min_samples if frontend is not None else 1
         stage = frontend.frozen_stage() if frontend is not None else None
         self.frozen_stage: FrozenStage | None = stage if precompute_features else None
+        self.by_speaker = frontend is not None and frontend.normalize == "speaker"
+        if self.by_speaker and self.frozen_stage is None:
+            raise ConfigError("features.normalize=speaker normalises cached features per speaker: it needs "
+                              "a spectral front end (features=logmel or mfcc) and data.precompute_features=true.")
         self.split, self.seed = split, seed
         self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction,
                                seed=seed, fold=fold, num_folds=num_folds)
@@ -133,6 +145,8 @@ class SERDataModule(L.LightningDataModule):
         clips = self._scan()
         waveforms, cache = self._open_caches(clips)
         self.clips = self._usable(clips, waveforms)
+        if self.by_speaker:
+            cache = SpeakerNormalised.open(cache, {c.path: c.speaker for c in self.clips}, self.cache_dir)
         self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
                                         self.split, **self.split_args)
         max_len = self.max_samples
@@ -196,7 +210,8 @@ class SERDataModule(L.LightningDataModule):
         speakers = {name: len({c.speaker for c, s in zip(self.clips, self.assignment) if s == name})
                     for name in SPLITS}
         train = self.datasets["train"]
-        inputs = "log-mel, computed once" if isinstance(train.cache, FeatureCache) else "waveforms"
+        inputs = ("log-mel, computed once" + (", normalised per speaker" if self.by_speaker else "")
+                  if self.frozen_stage is not None else "waveforms")
         where = "held on the device, batches gathered there" if isinstance(train, SpanDataset) else "read by the loaders"
         log.info("Split %s: %s clips, %s speakers; inputs: %s, %s", self.split, counts, speakers, inputs, where)
         if train.max_len is not None:

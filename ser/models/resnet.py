@@ -16,8 +16,9 @@ from ser.ops import frames_after, masked_mean, real_frames
 
 
 class ResNet18(nn.Module):
-    def __init__(self, in_features: int, num_classes: int, width: int = 64):
+    def __init__(self, in_features: int, num_classes: int, width: int = 64, dropout: float = 0.0):
         super().__init__()
+        self.dropout = nn.Dropout(dropout)  # before the classifier, as in every ser model
         net = torchvision.models.resnet18(weights=None, num_classes=num_classes)
         net.conv1 = nn.Conv2d(1, width, kernel_size=7, stride=2, padding=3, bias=False)
         self.net = net
@@ -61,4 +62,4 @@ class ResNet18(nn.Module):
             self._lengths = None
         stride = self._final_stride
         valid = frames_after(lengths, kernel=1, stride=stride).clamp(max=x.shape[-1])
-        return self.net.fc(masked_mean(x.mean(dim=2), valid))
+        return self.net.fc(self.dropout(masked_mean(x.mean(dim=2), valid)))

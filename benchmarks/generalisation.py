@@ -1,0 +1,147 @@
+"""How well a recipe carries to new speakers: speaker k-fold test UAR on two speech sources.
+
+  1. the built-in synthetic corpus (speakers differ as much as emotions do; every default was
+     chosen on it), and
+  2. eSpeak NG actors in RAVDESS's layout (``espeak_corpus.py``), a synthesiser ser shares no
+     code with, never tuned on: only reported.
+
+For each recipe (ser's default, and one lever changed at a time), every fold trains with
+train.py's own code (``ser.train.run``; the next fold validates and picks the checkpoint) and
+scores the held-out fold's speakers. Notebook 004's pipeline (its features, CNN-GRU, Adam at
+its rate, 15 epochs, no validation) trains on the same folds' train + val speakers and is
+scored on the same test speakers: the baseline row.
+
+    python benchmarks/generalisation.py                       # every recipe and source, 4 folds
+    python benchmarks/generalisation.py --recipes default utterance_norm --sources synthetic
+
+Prints test UAR mean +- std over folds, the train-minus-test gap (train UAR of the last
+epoch) and the gain over the notebook, per source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from pathlib import Path
+
+import espeak_corpus
+import numpy as np
+
+import notebook004
+from common import compose, machine
+
+EMOTIONS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+# One lever at a time against the default recipe (the overrides a user would type).
+RECIPES = {
+    "default": [],
+    "utterance_norm": ["features.normalize=utterance"],
+    "speaker_norm": ["features.normalize=speaker"],
+    "freq_warp": ["augment.freq_warp=0.1"],
+    "dropout_wd": ["model.net.dropout=0.3", "model.optimizer.weight_decay=0.0001"],
+    "specaug_x2": ["augment.num_masks=2"],
+    "ema": ["callbacks=ema"],
+    "8_epochs": ["trainer.max_epochs=8"],
+}
+QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
+
+
+def synthetic(work: Path) -> list[str]:
+    return ["data=synthetic", f"paths.cache_dir={work / 'cache'}"]
+
+
+def espeak(work: Path) -> list[str]:
+    root = work / "espeak_ravdess"
+    if not (root / "Actor_01").is_dir():
+        espeak_corpus.write(root)
+    return ["data=ravdess", f"data.root={root}", f"paths.cache_dir={work / 'cache'}"]
+
+
+SOURCES = {"synthetic": synthetic, "espeak": espeak}  # name -> the train.py overrides that select it
+
+
+def ser_fold(source: list[str], recipe: list[str], fold: int, folds: int, out: Path) -> dict:
+    from ser.train import run
+
+    cfg = compose([*source, f"data.emotions=[{','.join(EMOTIONS)}]", "data.split=kfold",
+                   f"data.num_folds={folds}", f"data.fold={fold}", f"paths.output_dir={out}", "seed=0",
+                   *QUIET, *recipe])
+    return run(cfg)
+
+
+def notebook_fold(run_dir: Path) -> float:
+    """The notebook's pipeline on the clips of a ser run's split.csv: train + val -> test."""
+    import csv
+
+    rows = list(csv.DictReader(open(run_dir / "split.csv")))
+    pick = lambda names: ([r["path"] for r in rows if r["split"] in names],  # noqa: E731
+                          [EMOTIONS.index(r["emotion"]) for r in rows if r["split"] in names])
+    _, uar = notebook004.train_and_test(pick(("train", "val")), pick(("test",)), epochs=15, precompute=True)
+    return uar
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
+    parser.add_argument("--folds", type=int, default=4)
+    parser.add_argument("--no-notebook", action="store_true", help="skip the notebook baseline")
+    parser.add_argument("--work", type=Path, default=Path("~/.cache/ser-generalisation").expanduser(),
+                        help="corpora, caches, runs and results.jsonl; a fold already in it is not run again")
+    args = parser.parse_args()
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    args.work.mkdir(parents=True, exist_ok=True)
+    done = args.work / "results.jsonl"
+    table = {}
+    if done.is_file():
+        for line in done.read_text().splitlines():
+            row = json.loads(line)
+            table[row["source"], row["recipe"], row["fold"]] = row
+    jobs = [(source, recipe) for source in args.sources
+            for recipe in [*args.recipes, *([] if args.no_notebook else ["notebook"])]]
+    for source, recipe in jobs:
+        for fold in range(args.folds):
+            if (source, recipe, fold) in table:
+                continue
+            start = time.perf_counter()
+            run_dir = args.work / "runs" / f"{source}-{recipe}-{fold}"
+            if recipe == "notebook":  # on the clips of a ser run of this fold (every recipe splits alike)
+                row = {"test": notebook_fold(next((args.work / "runs").glob(f"{source}-*-{fold}"))), "train": None}
+            else:
+                results = ser_fold(SOURCES[source](args.work), RECIPES[recipe], fold, args.folds, run_dir)
+                row = {"test": results["test/uar"], "train": results["train/uar"]}
+            row.update(source=source, recipe=recipe, fold=fold, seconds=round(time.perf_counter() - start))
+            table[source, recipe, fold] = row
+            with open(done, "a") as out:
+                out.write(json.dumps(row) + "\n")
+            print(f"{source} / {recipe} / fold {fold}: test UAR {row['test']:.3f} ({row['seconds']} s)", flush=True)
+    print_table(table, args)
+
+
+def print_table(table, args) -> None:
+    print(f"\nTest UAR, mean +- std over {args.folds} speaker folds; gap = train UAR of the last epoch - "
+          "test UAR; vs nb = test UAR - notebook 004's on the same folds\n")
+    print("| recipe | " + " | ".join(f"{s}: test UAR | gap | vs nb" for s in args.sources) + " |")
+    print("|---|" + "---:|---:|---:|" * len(args.sources))
+    for recipe in [*args.recipes, *([] if args.no_notebook else ["notebook"])]:
+        cells = []
+        for source in args.sources:
+            rows = [table.get((source, recipe, k)) for k in range(args.folds)]
+            if None in rows:
+                cells.append("| |")
+                continue
+            test = np.array([r["test"] for r in rows])
+            gap = f"{np.mean([r['train'] for r in rows] - test):.2f}" if rows[0]["train"] is not None else ""
+            baseline = [table.get((source, "notebook", k)) for k in range(args.folds)]
+            versus = (f"{test.mean() - np.mean([r['test'] for r in baseline]):+.3f}"
+                      if None not in baseline and recipe != "notebook" else "")
+            cells.append(f"{test.mean():.3f} +- {test.std():.3f} | {gap} | {versus}")
+        print(f"| {recipe} | " + " | ".join(cells) + " |")
+    print(f"\nmachine: {machine()}")
+
+
+if __name__ == "__main__":
+    main()
