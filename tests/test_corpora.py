@@ -287,7 +287,9 @@ def built_model(compose_cfg):
 def test_log_mel_computed_once_trains_and_scores_as_the_waveforms_do(corpora, tmp_path, built_model, features):
     import torch
 
-    module = built_model("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", f"features={features}")
+    # Per-utterance: the waveform path has no per-speaker normalisation to compare with.
+    module = built_model("data.emotions=[anger,disgust,fear,happiness,neutral,sadness]", f"features={features}",
+                         "features.normalize=utterance")
     batches = {}
     for precompute in (True, False):
         dm = SERDataModule(CremaD(), str(corpora["cremad"]), module.classes, frontend=module.frontend,
@@ -318,7 +320,8 @@ def test_cache_held_on_the_device_gathers_the_batches_the_loaders_build(tmp_path
     from ser.data.loading import Spans
 
     emotions = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
-    module = built_model(f"data.emotions=[{','.join(emotions)}]")
+    normalize = "speaker" if precompute else "utterance"  # per speaker: cached features only
+    module = built_model(f"data.emotions=[{','.join(emotions)}]", f"features.normalize={normalize}")
     batches = {}
     for resident in (False, True):  # clips of 1-2 s: some cropped (at random in training), some padded
         dm = SERDataModule(Synthetic(num_speakers=4, num_sentences=2), str(tmp_path / "corpus"), emotions,
