@@ -42,6 +42,7 @@ RECIPES = {
     "freq_warp": ["augment.freq_warp=0.1"],
     "dropout_wd": ["model.net.dropout=0.3", "model.optimizer.weight_decay=0.0001"],
     "specaug_x2": ["augment.num_masks=2"],
+    "mixup": ["augment.mixup=0.4"],
     "ema": ["callbacks=ema"],
     "8_epochs": ["trainer.max_epochs=8"],
 }

@@ -161,10 +161,10 @@ class Augment(nn.Module):
     """
 
     def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,
-                 num_masks: int = 1, p: float = 0.5, freq_warp: float = 0.0):
+                 num_masks: int = 1, p: float = 0.5, freq_warp: float = 0.0, mixup: float = 0.0):
         super().__init__()
         self.gain_db, self.freq_mask, self.time_mask = gain_db, freq_mask, time_mask
-        self.num_masks, self.p, self.freq_warp = num_masks, p, freq_warp
+        self.num_masks, self.p, self.freq_warp, self.mixup = num_masks, p, freq_warp, mixup
 
     def random_gain(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """A gain in dB per clip, uniform in [-gain_db, gain_db] (None when switched off)."""
@@ -196,6 +196,14 @@ class Augment(nn.Module):
         weight = (source - low).to(feats.dtype)[:, :, None]
         pick = lambda index: feats.gather(1, index[:, :, None].expand(-1, -1, feats.shape[-1]))  # noqa: E731
         return pick(low) * (1 - weight) + pick(high) * weight
+
+    def mixed(self, feats: torch.Tensor, frames: torch.Tensor):
+        """Mixup: each clip blended with another clip of the batch, ``share ~ Beta(mixup,
+        mixup)`` of it kept (one draw per batch). Returns the blend, its frame counts (the
+        longer of the two), the partner of each clip and the share, for the loss."""
+        share = float(torch.distributions.Beta(self.mixup, self.mixup).sample())
+        partner = torch.randperm(len(feats), device=feats.device)
+        return share * feats + (1 - share) * feats[partner], torch.maximum(frames, frames[partner]), partner, share
 
     def _spans(self, extent: torch.Tensor, max_width: int, size: int) -> torch.Tensor:
         """[B, size] bool, true on ``num_masks`` random spans per row inside ``[0, extent)``:

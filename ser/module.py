@@ -103,11 +103,21 @@ class SERModule(L.LightningModule):
         index = getattr(self, "class_index", None)
         return logits if index is None else logits.index_select(1, index)
 
-    def _train_logits(self, inputs, lengths):
+    def _train_features(self, inputs, lengths):
         gain_db = self.augment.random_gain(len(inputs), inputs.device)
         feats, frames = self.frontend(inputs, lengths, gain_db)
-        feats = self.augment.features(feats, frames)
-        return self.net(feats, frames)
+        return self.augment.features(feats, frames), frames
+
+    def _train_logits(self, inputs, lengths):
+        return self.net(*self._train_features(inputs, lengths))
+
+    def _mixup_step(self, inputs, lengths, labels):
+        """Logits and loss of a batch mixed with itself in another order (mixup): the loss
+        is the same mix of the two clips' labels' losses."""
+        feats, frames = self._train_features(inputs, lengths)
+        feats, frames, partner, share = self.augment.mixed(feats, frames)
+        logits = self.net(feats, frames)
+        return logits, share * self.loss(logits, labels) + (1 - share) * self.loss(logits, labels[partner])
 
     def on_train_epoch_start(self):
         self._train_outputs = []
@@ -136,8 +146,11 @@ class SERModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         inputs, lengths, labels = batch
-        logits = self._train_logits(inputs, lengths) if self.augment is not None else self(inputs, lengths)
-        loss = self.loss(logits, labels)
+        if self.augment is not None and self.augment.mixup > 0:
+            logits, loss = self._mixup_step(inputs, lengths, labels)
+        else:
+            logits = self._train_logits(inputs, lengths) if self.augment is not None else self(inputs, lengths)
+            loss = self.loss(logits, labels)
         # Nothing is logged per training step: torchmetrics' update waits for the GPU
         # (argument checks, bincount) and each self.log costs host time, both mid-step.
         # Loss and predictions stay on the device and are scored once per epoch.

@@ -125,3 +125,23 @@ def test_speaker_normalised_front_end_takes_cached_features_as_they_come_and_nor
     wave = torch.randn(1, 30000) * 0.1
     alone, n = front(wave, torch.tensor([30000]))  # ser-predict: no other clip of its speaker
     assert alone[0].mean(1).abs().max() < 1e-4 and (alone[0].std(1, unbiased=False) - 1).abs().max() < 1e-2
+
+
+def test_mixup_blends_each_clip_with_a_partner_and_keeps_the_longer_length():
+    torch.manual_seed(0)
+    feats, frames = torch.randn(6, 8, 20), torch.tensor([20, 5, 12, 20, 7, 9])
+    mixed, lengths, partner, share = Augment(mixup=0.4).mixed(feats, frames)
+    assert sorted(partner.tolist()) == list(range(6)) and 0 <= share <= 1
+    torch.testing.assert_close(mixed, share * feats + (1 - share) * feats[partner])
+    assert torch.equal(lengths, torch.maximum(frames, frames[partner]))
+
+
+def test_a_mixup_step_trains_on_the_mixed_labels(compose_cfg):
+    from hydra.utils import instantiate
+
+    module = instantiate(compose_cfg(["augment.mixup=0.4", "features.normalize=utterance"]).model).train()
+    waves, lengths = torch.randn(4, 16000), torch.tensor([16000, 12000, 9000, 16000])
+    labels = torch.tensor([0, 1, 2, 3])
+    logits, loss = module._mixup_step(waves, lengths, labels)
+    assert logits.shape == (4, 6) and torch.isfinite(loss) and loss.requires_grad
+    module.training_step((waves, lengths, labels), 0)  # the training step takes the mixup road
