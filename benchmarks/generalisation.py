@@ -83,12 +83,41 @@ def notebook_fold(run_dir: Path) -> float:
     return uar
 
 
+def egemaps_fold(run_dir: Path, work: Path) -> float:
+    """The field's classic baseline on the clips of a ser run's split.csv: openSMILE's eGeMAPS
+    functionals, standardised on train + val, an RBF SVM trained there, scored on test (as the
+    peer tool run quoted in the issue). Needs ``pip install opensmile scikit-learn``."""
+    import csv
+
+    import opensmile
+    from sklearn.metrics import recall_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    rows = list(csv.DictReader(open(run_dir / "split.csv")))
+    store = work / "egemaps.json"  # path -> 88 functionals, computed once per clip
+    known = json.loads(store.read_text()) if store.is_file() else {}
+    missing = [r["path"] for r in rows if r["path"] not in known]
+    if missing:
+        smile = opensmile.Smile(opensmile.FeatureSet.eGeMAPSv02, opensmile.FeatureLevel.Functionals)
+        values = smile.process_files(missing).to_numpy()
+        known.update({path: list(map(float, v)) for path, v in zip(missing, values)})
+        store.write_text(json.dumps(known))
+    fit = [r for r in rows if r["split"] in ("train", "val")]
+    test = [r for r in rows if r["split"] == "test"]
+    svm = make_pipeline(StandardScaler(), SVC(C=1.0)).fit([known[r["path"]] for r in fit], [r["emotion"] for r in fit])
+    return float(recall_score([r["emotion"] for r in test], svm.predict([known[r["path"]] for r in test]),
+                              average="macro"))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--no-notebook", action="store_true", help="skip the notebook baseline")
+    parser.add_argument("--egemaps", action="store_true", help="add the eGeMAPS + SVM baseline (opensmile, scikit-learn)")
     parser.add_argument("--work", type=Path, default=Path("~/.cache/ser-generalisation").expanduser(),
                         help="corpora, caches, runs and results.jsonl; a fold already in it is not run again")
     args = parser.parse_args()
@@ -101,16 +130,18 @@ def main():
         for line in done.read_text().splitlines():
             row = json.loads(line)
             table[row["source"], row["recipe"], row["fold"]] = row
-    jobs = [(source, recipe) for source in args.sources
-            for recipe in [*args.recipes, *([] if args.no_notebook else ["notebook"])]]
+    jobs = [(source, recipe) for source in args.sources for recipe in baselines(args)]
     for source, recipe in jobs:
         for fold in range(args.folds):
             if (source, recipe, fold) in table:
                 continue
             start = time.perf_counter()
             run_dir = args.work / "runs" / f"{source}-{recipe}-{fold}"
-            if recipe == "notebook":  # on the clips of a ser run of this fold (every recipe splits alike)
-                row = {"test": notebook_fold(next((args.work / "runs").glob(f"{source}-*-{fold}"))), "train": None}
+            any_run = next((args.work / "runs").glob(f"{source}-*-{fold}"), None)  # every recipe splits alike
+            if recipe == "notebook":
+                row = {"test": notebook_fold(any_run), "train": None}
+            elif recipe == "egemaps_svm":
+                row = {"test": egemaps_fold(any_run, args.work), "train": None}
             else:
                 results = ser_fold(SOURCES[source](args.work), RECIPES[recipe], fold, args.folds, run_dir)
                 row = {"test": results["test/uar"], "train": results["train/uar"]}
@@ -122,12 +153,17 @@ def main():
     print_table(table, args)
 
 
+def baselines(args) -> list[str]:
+    """The recipes asked for, then the baseline rows."""
+    return [*args.recipes, *([] if args.no_notebook else ["notebook"]), *(["egemaps_svm"] if args.egemaps else [])]
+
+
 def print_table(table, args) -> None:
     print(f"\nTest UAR, mean +- std over {args.folds} speaker folds; gap = train UAR of the last epoch - "
           "test UAR; vs nb = test UAR - notebook 004's on the same folds\n")
     print("| recipe | " + " | ".join(f"{s}: test UAR | gap | vs nb" for s in args.sources) + " |")
     print("|---|" + "---:|---:|---:|" * len(args.sources))
-    for recipe in [*args.recipes, *([] if args.no_notebook else ["notebook"])]:
+    for recipe in baselines(args):
         cells = []
         for source in args.sources:
             rows = [table.get((source, recipe, k)) for k in range(args.folds)]
@@ -138,7 +174,7 @@ def print_table(table, args) -> None:
             gap = f"{np.mean([r['train'] for r in rows] - test):.2f}" if rows[0]["train"] is not None else ""
             baseline = [table.get((source, "notebook", k)) for k in range(args.folds)]
             versus = (f"{test.mean() - np.mean([r['test'] for r in baseline]):+.3f}"
-                      if None not in baseline and recipe != "notebook" else "")
+                      if None not in baseline and recipe in RECIPES else "")
             cells.append(f"{test.mean():.3f} +- {test.std():.3f} | {gap} | {versus}")
         print(f"| {recipe} | " + " | ".join(cells) + " |")
     print(f"\nmachine: {machine()}")
