@@ -392,8 +392,9 @@ def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, 
         return dm
 
     dm = setup(max_seconds=0.5)
-    setup()  # the same front end: the same cache
+    setup()  # the same front end: the same cache (and the same one normalised per speaker)
     assert len(list(features.glob("*.json"))) == 1
+    assert len(list((tmp_path / "cache" / "by_speaker").glob("*.json"))) == 1
     train, test = dm.datasets["train"], dm.datasets["test"]
     frames = 1 + (8000 - 2048) // 512  # 0.5 s at 16 kHz, n_fft 2048, hop 512
     assert all(train[i][0].shape == (128, frames) for i in range(5))

@@ -210,7 +210,7 @@ class SpeakerNormalised(ClipCache):
         grouping = hashlib.sha1(json.dumps(sorted(speaker_of.items())).encode()).hexdigest()[:16]
         spec = {"features": features.data_file.stem, "speakers": grouping}
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
-        base = Path(cache_dir).expanduser() / "features" / f"{key}-by-speaker"
+        base = Path(cache_dir).expanduser() / "by_speaker" / key
         built_once(base, lambda: write(base, normalised_by_speaker(features, speaker_of), len(speaker_of),
                                        "Normalising features per speaker", width=features.width, spec=spec))
         return cls.load(base)
