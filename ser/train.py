@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 from rich.table import Table
 
+from ser.callbacks import ValidationFinishesFirst
 from ser.errors import ConfigError, UserError
 from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
@@ -55,8 +56,8 @@ def run(cfg: DictConfig) -> dict:
     datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend))
     loggers = built("logger", lambda: instantiate_all(cfg.get("logger")))
     with closing_runs():
-        trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=loggers or False,
-                                                       callbacks=instantiate_all(cfg.get("callbacks")) + pruning(cfg)))
+        callbacks = [*instantiate_all(cfg.get("callbacks")), *pruning(cfg), ValidationFinishesFirst()]
+        trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks))
         model.check_device("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "accelerator")
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # as W&B receives it

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -163,35 +164,38 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own():
     assert folders[0] != folders[1]
 
 
-@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
-def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offline_wandb, tmp_path, signal_name):
+@pytest.mark.parametrize(("signal_name", "stage", "batch"), [
+    ("SIGTERM", "train", 2),  # mid-epoch
+    ("SIGTERM", "train", 5),  # the epoch's last batch: validation still to run
+    ("SIGTERM", "val", 0),    # mid-validation: Lightning would not run it again
+    ("SIGKILL", "train", 2),  # no warning: only last.ckpt is there
+])
+def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offline_wandb, tmp_path, signal_name,
+                                                                          stage, batch):
     """What a SLURM requeue does: the same command in the same folder after the process died."""
     import re
-    import signal
     import subprocess
     import sys
-    import time
 
     from conftest import REPO
     from wandb_runs import offline_runs
 
     run = tmp_path / "run"
+    signalled = ["+callbacks.signal._target_=interrupt.SignalAt", f"+callbacks.signal.stage={stage}",
+                 "+callbacks.signal.epoch=1", f"+callbacks.signal.batch={batch}",
+                 f"+callbacks.signal.signal_name={signal_name}"]
     args = [sys.executable, "train.py", *SMALL, "logger=wandb", "trainer.max_epochs=4",
             "trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "data.batch_size=8",
-            f"hydra.run.dir={run}"]
-    first = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    last = run / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.is_file() and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert first.poll() is None, first.stderr.read()[-3000:]
-    time.sleep(1.0)  # into the second epoch
-    first.send_signal(getattr(signal, signal_name))
-    first.wait(timeout=120)
-    assert first.returncode == (143 if signal_name == "SIGTERM" else -9)  # not "finished": a scheduler requeues
-    again = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+            f"hydra.run.dir={run}", *signalled]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
+                                                                      os.environ.get("PYTHONPATH")]))}
+    first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == (143 if signal_name == "SIGTERM" else -9), first.stderr[-3000:]  # a scheduler requeues
+    again = subprocess.run(args, cwd=REPO, env={**env, "SER_TEST_SIGNALLED": "1"}, capture_output=True, text=True,
+                           timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "Continuing the run in" in again.stderr + again.stdout
+    last = run / "checkpoints" / "last.ckpt"
     state = torch.load(last, weights_only=True, map_location="cpu")
     assert state["epoch"] == 3 and state["global_step"] == 4 * 6  # every epoch once, no step lost
     # Two processes, one W&B run, every epoch's validation logged once.

@@ -1,0 +1,32 @@
+"""Callbacks that every ``ser`` training run carries, whatever ``callbacks=`` says."""
+
+from __future__ import annotations
+
+import lightning as L
+
+
+class ValidationFinishesFirst(L.Callback):
+    """A SIGTERM (preemption, a SLURM time limit) that arrives during validation stops the
+    run when validation ends, not after the batch it arrived in.
+
+    Lightning stops after the current validation batch and writes ``interrupted.ckpt``; but
+    when that run is continued, Lightning does not run the interrupted validation again (it
+    only resumes one stopped *inside* a batch), so the epoch's score would be lost: never
+    logged, never a candidate for ``best.ckpt``. Validation takes seconds; a scheduler's
+    grace period is longer.
+    """
+
+    def __init__(self) -> None:
+        self._stop_requested = False
+
+    def on_validation_batch_end(self, trainer: L.Trainer, *args, **kwargs) -> None:
+        # Lightning reads the flag right after this hook; hold it until validation is over.
+        signals = trainer._signal_connector
+        if signals.received_sigterm and not trainer.sanity_checking:
+            self._stop_requested = True
+            signals.received_sigterm = False
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._stop_requested:
+            trainer._signal_connector.received_sigterm = True
+            self._stop_requested = False
