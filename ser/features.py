@@ -53,6 +53,10 @@ class FeatureFrontend(nn.Module):
             self.register_buffer("dct", F.create_dct(n_mfcc, n_mels, norm="ortho"))
         self.num_features = n_mels if kind == "logmel" else n_mfcc
 
+    def net_arguments(self) -> dict:
+        """What the network is sized from: the values per frame."""
+        return {"in_features": self.num_features}
+
     @property
     def min_samples(self) -> int:
         """The shortest clip this front end can analyse: one STFT window (or one sample)."""
@@ -125,6 +129,7 @@ class LogMelStage:
     so cached features cannot drift from what the model computes itself."""
 
     description = "log-mel features"
+    batch_size = 64
 
     def __init__(self, frontend: FeatureFrontend):
         self.frontend = frontend
@@ -133,6 +138,13 @@ class LogMelStage:
     @property
     def device(self) -> torch.device:
         return next(self.frontend.buffers()).device
+
+    def to(self, device: torch.device) -> LogMelStage:
+        self.frontend.to(device)
+        return self
+
+    def estimated_bytes(self, samples: int, clips: int) -> int:
+        return 4 * self.width * int(self.frame_lengths(torch.tensor(samples)))
 
     def cache_key(self) -> dict:
         """What the log-mel depends on: the key of a cache of it."""

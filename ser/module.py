@@ -45,6 +45,7 @@ class SERModule(L.LightningModule):
         augment: dict | None = None,
         compile: bool = False,
         channels_last: bool = True,
+        encoder_lr: float | None = None,
         **net_options,
     ):
         """``net_options`` are network arguments promoted to the model level for convenience
@@ -55,15 +56,14 @@ class SERModule(L.LightningModule):
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
                                                  augment=augment, compile=compile,
-                                                 channels_last=channels_last).items()}
+                                                 channels_last=channels_last, encoder_lr=encoder_lr).items()}
         self.save_hyperparameters(hparams)
         check_optimisation(hparams["optimizer"], hparams["scheduler"])
         self.classes = list(hparams["classes"])
         num_classes = len(self.classes)
         self.frontend = _build(hparams["frontend"], FeatureFrontend)
         self.augment = _build(hparams["augment"], Augment) if hparams["augment"] else None
-        self.net = instantiate(hparams["net"], in_features=self.frontend.num_features,
-                               num_classes=num_classes)
+        self.net = instantiate(hparams["net"], num_classes=num_classes, **self.frontend.net_arguments())
         if channels_last:
             # 4-D conv weights in NHWC make every feature map NHWC: oneDNN's convolutions and
             # max-pooling run ~1.3x faster on CPU (measured on CNN-GRU), and tensor cores want
@@ -184,7 +184,20 @@ class SERModule(L.LightningModule):
         return self(inputs, lengths).softmax(-1)
 
     def configure_optimizers(self) -> Any:
-        return optimisation(self.hparams.optimizer, self.hparams.scheduler, self.parameters())
+        return optimisation(self.hparams.optimizer, self.hparams.scheduler, self.parameter_groups(),
+                            total_steps=lambda: int(self.trainer.estimated_stepping_batches))
+
+    def parameter_groups(self) -> list[dict]:
+        """The trainable parameters: the network's, and the front end's (a pretrained encoder
+        being fine-tuned) at ``encoder_lr`` where one is set (the standard recipe gives the
+        encoder a rate well below the freshly initialised head's)."""
+        trainable = lambda module: [p for p in module.parameters() if p.requires_grad]  # noqa: E731
+        front = set(trainable(self.frontend))
+        groups = [{"params": [p for p in trainable(self) if p not in front]}]
+        if front:
+            rate = {"lr": self.hparams.encoder_lr} if self.hparams.get("encoder_lr") else {}
+            groups.append({"params": trainable(self.frontend), **rate})
+        return groups
 
     def restrict_to(self, classes: list[str]) -> None:
         """Score only ``classes`` (a subset of the trained ones, e.g. the emotions a second

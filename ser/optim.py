@@ -4,6 +4,9 @@ imports Lightning."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+
 import torch
 from hydra.utils import instantiate
 from torch import nn
@@ -11,13 +14,17 @@ from torch import nn
 from ser.errors import ConfigError
 
 
-def optimisation(optimizer: dict, scheduler: dict | None, params) -> dict | torch.optim.Optimizer:
+def optimisation(optimizer: dict, scheduler: dict | None, params, total_steps: Callable[[], int] | None = None
+                 ) -> dict | torch.optim.Optimizer:
     """What ``LightningModule.configure_optimizers`` returns: the optimiser, and with a
-    scheduler the dict that also says when to step it (it watches val/uar)."""
-    built = instantiate(optimizer, params=params)
+    scheduler the dict that also says when to step it (it watches val/uar). A scheduler
+    argument ``total_steps: auto`` becomes the run's optimiser steps, ``total_steps()``."""
+    built = instantiate(optimizer, _partial_=True)(params)  # parameter groups stay plain dicts
     if not scheduler:
         return built
     cfg = dict(scheduler)
+    if cfg.get("total_steps") == "auto":
+        cfg["total_steps"] = total_steps()
     lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
     return {"optimizer": built,
             "lr_scheduler": {"scheduler": instantiate(cfg, optimizer=built), "monitor": "val/uar", **lightning_keys}}
@@ -44,3 +51,19 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+
+
+def warmup_then_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.1
+                       ) -> torch.optim.lr_scheduler.LambdaLR:
+    """The fine-tuning schedule of pretrained encoders: the rate rises linearly from zero over
+    the first ``warmup_fraction`` of the steps (the fresh head's first gradients would
+    otherwise wreck the pretrained layers), then follows a cosine to zero. Step it per step."""
+    warmup = max(1, int(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

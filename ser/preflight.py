@@ -48,11 +48,22 @@ def check_model(model: DictConfig, accelerator: str) -> None:
                           "trainer.accelerator=auto to take a GPU where there is one.")
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_gpu)
     check_compile(model.get("compile", False), "cpu" if on_cpu else "accelerator")
-    made("features", lambda: instantiate(model.frontend))
+    made("features", lambda: preflight_frontend(model.frontend))
     check_net_arguments(model.net)
     # Last: a valid optimiser's first construction imports torch._dynamo (1 s).
     check_optimisation(OmegaConf.to_container(model.optimizer, resolve=True),
                        OmegaConf.to_container(model.scheduler, resolve=True) if model.get("scheduler") else None)
+
+
+def preflight_frontend(frontend: DictConfig) -> None:
+    """Build the front end, or where building it is work (a pretrained encoder's weights),
+    run only the checks its class offers as ``preflight``."""
+    cls = get_class(frontend._target_)
+    check = getattr(cls, "preflight", None)
+    if check is None:
+        instantiate(frontend)
+        return
+    check(**{k: v for k, v in OmegaConf.to_container(frontend, resolve=True).items() if k != "_target_"})
 
 
 def check_compile(compile: bool, device_type: str) -> None:
@@ -76,7 +87,8 @@ def check_net_arguments(net: DictConfig) -> None:
         return
     unknown = [key for key in net if key != "_target_" and key not in params]
     if unknown:
-        takes = [name for name in params if name not in ("in_features", "num_classes")]
+        given = ("in_features", "num_classes", "num_states", "per_frame")  # by the module, from the front end
+        takes = [name for name in params if name not in given]
         raise ConfigError(f"model.net.{unknown[0]} is not an argument of {net._target_}; "
                           f"it takes: {', '.join(takes)}.")
 

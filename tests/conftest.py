@@ -36,6 +36,15 @@ def cache_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
+    """family -> a folder holding a tiny random encoder of it, saved as real checkpoints are."""
+    from tiny_encoders import FAMILIES, write_tiny_encoder
+
+    root = tmp_path_factory.mktemp("encoders")
+    return {family: write_tiny_encoder(family, root / family) for family in FAMILIES}
+
+
 @pytest.fixture
 def offline_wandb(cache_dir, monkeypatch, tmp_path):
     """W&B as a new user without an account has it: the default logger goes offline."""

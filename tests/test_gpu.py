@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import SMALL
-from test_models import MODELS, SMALL_SSL, SSL
+from test_models import MODELS, build  # noqa: F401 - build is a fixture
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -48,10 +48,8 @@ def test_front_end_on_the_gpu_matches_the_cpu(compose_cfg):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_predictions_on_the_gpu_match_the_cpu(compose_cfg, name):
-    torch.manual_seed(0)
-    cfg = compose_cfg([f"model={name}", *(SMALL_SSL if name in SSL else [])])
-    module = instantiate(cfg.model).eval()
+def test_predictions_on_the_gpu_match_the_cpu(build, name):
+    module = build(name)[0].eval()
     waves, lengths = torch.randn(3, 30000) * 0.1, torch.tensor([30000, 21000, 9000])
     with torch.no_grad():
         cpu = module(waves, lengths)
@@ -76,7 +74,8 @@ def test_the_cache_is_held_on_the_gpu_and_gives_the_loaders_batches(compose_cfg)
     batches = {}
     for setting in ("auto", False):
         dm = instantiate(cfg.data, cache_on_device=setting, frontend=module.frontend)
-        dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=1)
+        dm.trainer = SimpleNamespace(accelerator=CUDAAccelerator(), world_size=1,
+                                     strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
         dm.prepare_data()
         dm.setup()
         batches[setting] = [dm.on_after_batch_transfer(move_data_to_device(batch, "cuda"), 0)

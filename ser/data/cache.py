@@ -37,7 +37,6 @@ from ser.errors import UserError
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono)
-FEATURE_BATCH = 64  # clips per front-end call while building the feature cache
 
 
 class FrozenStage(Protocol):
@@ -47,11 +46,16 @@ class FrozenStage(Protocol):
 
     description: str  # what it computes, for the progress bar
     width: int  # values per output frame
+    batch_size: int  # clips per call while the cache is built
     device: torch.device  # where it computes
+
+    def to(self, device: torch.device) -> FrozenStage: ...  # compute there from now on
 
     def cache_key(self) -> dict: ...  # everything its output depends on
 
     def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor: ...
+
+    def estimated_bytes(self, samples: int, clips: int) -> int: ...  # its cache, for clips of samples in all
 
     def compute(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """waves[B, T], lengths[B] -> outputs[B, width, frames], frames[B]"""
@@ -186,14 +190,24 @@ class FeatureCache(ClipCache):
     changes): one frame per row."""
 
     @classmethod
-    def open(cls, waveforms: WaveformCache, stage: FrozenStage, cache_dir: str | Path) -> FeatureCache:
-        """Load the features of every clip in ``waveforms``, computing them first if needed."""
+    def open(cls, waveforms: WaveformCache, stage: FrozenStage, cache_dir: str | Path,
+             device: torch.device | None = None) -> FeatureCache:
+        """Load the features of every clip in ``waveforms``, computing them first if needed
+        (on ``device``, where the model will train; default: where the stage is)."""
         spec = {"waveforms": waveforms.data_file.stem, **stage.cache_key()}
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         base = Path(cache_dir).expanduser() / "features" / key
         paths = list(waveforms.offsets)
-        built_once(base, lambda: write(base, computed_once(waveforms, paths, stage), len(paths),
-                                       f"Computing {stage.description} once", width=stage.width, spec=spec))
+
+        def build():
+            size = stage.estimated_bytes(sum(waveforms.length(p) for p in paths), len(paths))
+            log.info("Computing %s once for %d clips into %s (about %s)", stage.description, len(paths),
+                     base.with_suffix(".f32"), human_size(size))
+            if device is not None:
+                stage.to(device)
+            write(base, computed_once(waveforms, paths, stage), len(paths),
+                  f"Computing {stage.description} once", width=stage.width, spec=spec)
+        built_once(base, build)
         return cls.load(base)
 
 
@@ -272,13 +286,17 @@ def damage(base: Path) -> str | None:
 def computed_once(waveforms: WaveformCache, paths: list[str], stage: FrozenStage) -> Iterator[tuple[str, tuple]]:
     """(path, (frames[T, width], None)) for every clip, computed in batches of similar length."""
     order = sorted(paths, key=waveforms.length)
-    for start in range(0, len(order), FEATURE_BATCH):
-        chunk = order[start : start + FEATURE_BATCH]
+    for start in range(0, len(order), stage.batch_size):
+        chunk = order[start : start + stage.batch_size]
         waves = pad_sequence([torch.from_numpy(waveforms[p]) for p in chunk], batch_first=True)
         lengths = torch.tensor([waveforms.length(p) for p in chunk])
         outputs, frames = stage.compute(waves.to(stage.device), lengths.to(stage.device))
         for path, clip, n in zip(chunk, outputs.float().cpu(), frames.tolist()):
             yield path, (clip[:, :n].T.contiguous().numpy(), None)
+
+
+def human_size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
 def write(base: Path, results: Iterable[tuple[str, tuple[np.ndarray | None, str | None]]], total: int,

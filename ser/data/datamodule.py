@@ -184,7 +184,9 @@ class SERDataModule(L.LightningDataModule):
         waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
         if self.frozen_stage is None:
             return waveforms, waveforms
-        return waveforms, FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir)
+        # Where the model will train: a frozen encoder computes its states on the GPU.
+        device = self.trainer.strategy.root_device if self.trainer is not None else None
+        return waveforms, FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir, device)
 
     def _scan(self) -> list[Clip]:
         clips, skipped = self.corpus.scan(self.root)
@@ -210,7 +212,8 @@ class SERDataModule(L.LightningDataModule):
         speakers = {name: len({c.speaker for c, s in zip(self.clips, self.assignment) if s == name})
                     for name in SPLITS}
         train = self.datasets["train"]
-        inputs = ("log-mel, computed once" + (", normalised per speaker" if self.by_speaker else "")
+        inputs = (f"{self.frozen_stage.description}, computed once" + (", normalised per speaker" if self.by_speaker
+                                                                       else "")
                   if self.frozen_stage is not None else "waveforms")
         where = "held on the device, batches gathered there" if isinstance(train, SpanDataset) else "read by the loaders"
         log.info("Split %s: %s clips, %s speakers; inputs: %s, %s", self.split, counts, speakers, inputs, where)

@@ -1,0 +1,341 @@
+"""Pretrained speech encoders from Hugging Face ``transformers`` as the model's front end.
+
+Any checkpoint ``AutoModel`` loads, by hub id or local folder: wav2vec 2.0 (base, large, lv60,
+large-robust, XLS-R), HuBERT, WavLM, data2vec-audio, and Whisper's encoder. The front end
+turns waveforms into every hidden state (the projected CNN features and each transformer
+layer's output, ``num_states`` of them, ``hidden`` wide), and hands the head either each
+state's mean over the clip's real frames (``states=pooled``) or every frame
+(``states=frames``, for heads that need time, such as attentive pooling).
+
+A clip's states do not depend on what else is in its batch, for every family; what each
+needs is read from its config, never guessed from its name:
+
+* ``feat_extract_norm == "group"`` (wav2vec2-base, HuBERT-base, WavLM base/base-plus): the first
+  convolution's GroupNorm normalises each channel over the whole time axis, padding
+  included; here it is computed over each clip's real frames (a forward hook). These models
+  were pretrained on unpadded crops, which is what a masked run reproduces.
+* every family gets the attention mask, so no layer attends to padding; frames are counted
+  with the model's own ``_get_feat_extract_output_lengths``.
+* ``do_normalize`` (from the checkpoint's ``preprocessor_config.json``): each clip to zero mean
+  and unit variance over its real samples, as the model's feature extractor does.
+* Whisper's encoder takes exactly 30 s of log-mel (its feature extractor's): each clip is cut
+  into 30 s windows, each window padded alone, and only the frames that cover real audio are
+  kept, so a long clip is encoded whole rather than skipped or cut.
+
+A frozen encoder (``freeze=all``) offers the data side its output as a frozen stage: the
+DataModule computes it once per clip with this very module, on the model's device, and
+caches it like the log-mel (:class:`EncoderStage`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ser.errors import ConfigError, UserError, not_one_of
+from ser.ops import frames_after, masked_mean, masked_moments, real_frames
+
+log = logging.getLogger(__name__)
+FREEZE = ("all", "conv", "none")  # features.freeze
+STATES = ("pooled", "frames")  # features.states
+WHISPER_SECONDS = 30  # Whisper's encoder reads exactly one 30 s window of log-mel
+STAGE_VERSION = 1  # bump when what the cached states mean changes
+
+
+class EncoderUnavailable(UserError):
+    pass
+
+
+class EncoderFrontend(nn.Module):
+    """Waveforms -> the encoder's hidden states, ``[B, num_states * hidden, frames]``."""
+
+    kind = "encoder"
+    normalize = "none"  # the encoder normalises (do_normalize) by itself; nothing per speaker
+
+    def __init__(self, name: str, sample_rate: int = 16000, freeze: str = "all", states: str = "pooled",
+                 gradient_checkpointing: bool = False, pretrained: bool = True, batch_size: int = 8):
+        super().__init__()
+        self.name, self.sample_rate, self.freeze, self.states = name, sample_rate, freeze, states
+        self.batch_size = batch_size  # clips per call when the data side computes the states once
+        check_encoder_options(name, freeze, states, sample_rate)
+        config = encoder_config(name)
+        # The head weights every layer: a layer skipped at random (layerdrop) would hand it a
+        # copy of the previous state instead.
+        for key in ("layerdrop", "encoder_layerdrop"):
+            if hasattr(config, key):
+                setattr(config, key, 0.0)
+        self.encoder = _load_encoder(name, config, pretrained)
+        self.whisper = config.model_type == "whisper"
+        self.preprocessor = _preprocessor(name, self.whisper)
+        self.do_normalize = bool(getattr(self.preprocessor, "do_normalize", False)) and not self.whisper
+        self.num_features = config.d_model if self.whisper else config.hidden_size
+        self.num_states = (config.encoder_layers if self.whisper else config.num_hidden_layers) + 1
+        self._sample_lengths: torch.Tensor | None = None
+        if getattr(config, "feat_extract_norm", None) == "group":
+            first = self.encoder.feature_extractor.conv_layers[0]
+            first.layer_norm.register_forward_hook(self._group_norm_over_real_frames)
+        positional = getattr(getattr(self.encoder, "encoder", None), "pos_conv_embed", None)
+        for layer in getattr(positional, "layers", ()):  # data2vec-audio: a stack of convolutions
+            layer.register_forward_hook(self._padding_zeroed)
+        if gradient_checkpointing:
+            self.encoder.gradient_checkpointing_enable()
+        self._apply_freeze()
+
+    # -- what the rest of the model and the data side read ------------------------------------
+    def net_arguments(self) -> dict:
+        return {"in_features": self.num_features, "num_states": self.num_states,
+                "per_frame": self.states == "frames"}
+
+    @property
+    def min_samples(self) -> int:
+        """The shortest clip that yields one frame (the CNN's receptive field; Whisper: one hop)."""
+        if self.whisper:
+            return self.preprocessor.hop_length
+        samples = torch.arange(1, 4096)
+        enough = self.encoder._get_feat_extract_output_lengths(samples) >= 1
+        return int(samples[enough][0])
+
+    def frozen_stage(self) -> EncoderStage | None:
+        return EncoderStage(self) if self.freeze == "all" else None
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
+        """Frames handed over for clips of ``samples``: one for pooled states."""
+        if self.states == "pooled":
+            return torch.ones_like(samples)
+        return self.encoded_frames(samples)
+
+    def encoded_frames(self, samples: torch.Tensor) -> torch.Tensor:
+        if self.whisper:  # 50 frames a second; a window's frames cover its real samples
+            return torch.div(samples + 319, 320, rounding_mode="floor").clamp(min=1)
+        return self.encoder._get_feat_extract_output_lengths(samples).clamp(min=1)
+
+    # -- training -----------------------------------------------------------------------------
+    def _apply_freeze(self) -> None:
+        self.encoder.requires_grad_(self.freeze == "none")
+        if self.freeze == "conv":  # the standard fine-tuning recipe: the transformer trains
+            self.encoder.requires_grad_(True)
+            front = [self.encoder.conv1, self.encoder.conv2] if self.whisper else [self.encoder.feature_extractor]
+            for module in front:
+                module.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.freeze == "all":
+            self.encoder.eval()  # a frozen encoder keeps dropout and time masking off
+        return self
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+        """Waveforms ``[B, T]`` with sample counts, or (from the data side's cache) states
+        ``[B, num_states * hidden, frames]`` with frame counts -> states and frame counts.
+        ``gain_db`` scales waveforms (a clip normalised by ``do_normalize`` ignores it)."""
+        if inputs.dim() == 3:
+            return inputs, lengths
+        if gain_db is not None:
+            inputs = inputs * 10 ** (gain_db[:, None] / 20)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
+            states, frames = self.encode(inputs, lengths)
+        return self.handed_over(states, frames)
+
+    def handed_over(self, states: torch.Tensor, frames: torch.Tensor):
+        """``[B, S, H, T]`` states -> what the head reads: ``[B, S*H, T]`` (or ``[B, S*H, 1]``
+        means over real frames, exact for a mean-pooling head since layer weighting and
+        pooling are both linear)."""
+        if self.states == "pooled":
+            states = masked_mean(states, frames, dim=-1)[..., None]
+            frames = torch.ones_like(frames)
+        return states.flatten(1, 2), frames
+
+    def encode(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """waves[B, T], lengths[B] -> every hidden state ``[B, S, H, frames]``, frames[B]."""
+        if self.whisper:
+            return self._encode_whisper(waves, lengths)
+        mask = real_frames(lengths, waves.shape[-1])
+        if self.do_normalize:
+            mean, var = masked_moments(waves, mask, dims=(-1,))
+            waves = (waves - mean) / torch.sqrt(var + 1e-7) * mask
+        with self._real_lengths(lengths):
+            out = self.encoder(waves, attention_mask=mask.long(), output_hidden_states=True)
+        frames = self.encoded_frames(lengths)
+        states = torch.stack(out.hidden_states, 1).transpose(2, 3)  # [B, S, H, T]
+        return states * real_frames(frames, states.shape[-1])[:, None, None, :].to(states.dtype), frames
+
+    @contextmanager
+    def _real_lengths(self, lengths: torch.Tensor):
+        self._sample_lengths = lengths
+        try:
+            yield
+        finally:
+            self._sample_lengths = None
+
+    def _group_norm_over_real_frames(self, norm: nn.GroupNorm, args, output):
+        """Forward hook on the first conv's GroupNorm: the same norm over real frames only."""
+        if self._sample_lengths is None:
+            return output
+        x = args[0]
+        conv = self.encoder.feature_extractor.conv_layers[0].conv
+        frames = frames_after(self._sample_lengths, conv.kernel_size[0], conv.stride[0])
+        if norm.num_groups != norm.num_channels:
+            raise NotImplementedError("only a GroupNorm with one group per channel is restricted to real frames")
+        mask = real_frames(frames, x.shape[-1])[:, None, :]
+        mean, var = masked_moments(x, mask, dims=(-1,))
+        normed = (x - mean) / torch.sqrt(var + norm.eps)
+        return (normed * norm.weight[:, None] + norm.bias[:, None]) * mask.to(x.dtype)
+
+    def _padding_zeroed(self, layer: nn.Module, args, output):
+        """Forward hook on each layer of a stack of positional convolutions (data2vec-audio):
+        its LayerNorm and activation make padded frames non-zero, which the next layer's
+        kernel would read at a clip's last real frames; zero them, as a clip alone is padded."""
+        if self._sample_lengths is None:
+            return output
+        frames = self.encoded_frames(self._sample_lengths)
+        return output * real_frames(frames, output.shape[-1])[:, None, :].to(output.dtype)
+
+    def _encode_whisper(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """Every clip in 30 s windows, each padded alone as Whisper was trained; the frames
+        covering real audio of a clip's windows, end to end."""
+        window = WHISPER_SECONDS * self.sample_rate
+        pieces, owner = [], []
+        for clip, (wave, n) in enumerate(zip(waves, lengths.tolist())):
+            for start in range(0, max(n, 1), window):
+                pieces.append(wave[start : min(n, start + window)].float().cpu().numpy())
+                owner.append(clip)
+        mel = self.preprocessor(pieces, sampling_rate=self.sample_rate, return_tensors="pt").input_features
+        out = self.encoder(mel.to(waves.device, next(self.encoder.parameters()).dtype), output_hidden_states=True)
+        states = torch.stack(out.hidden_states, 1).transpose(2, 3)  # [windows, S, H, 1500]
+        kept = self.encoded_frames(torch.tensor([len(p) for p in pieces], device=waves.device))
+        per_clip = [[] for _ in range(len(waves))]
+        for piece, clip in enumerate(owner):
+            per_clip[clip].append(states[piece, ..., : kept[piece]])
+        joined = [torch.cat(parts, -1) for parts in per_clip]
+        frames = torch.tensor([j.shape[-1] for j in joined], device=waves.device)
+        longest = int(frames.max())
+        return torch.stack([nn.functional.pad(j, (0, longest - j.shape[-1])) for j in joined]), frames
+
+
+class EncoderStage:
+    """A frozen encoder as the data side's frozen stage (``ser.data.cache.FrozenStage``):
+    its states per clip, computed once in batches of similar length (bf16 on a CUDA GPU)."""
+
+    def __init__(self, frontend: EncoderFrontend):
+        self.frontend = frontend
+        self.width = frontend.num_states * frontend.num_features
+        self.batch_size = frontend.batch_size
+        per = "mean over each clip" if frontend.states == "pooled" else "every frame"
+        self.description = f"{frontend.name} states ({frontend.num_states} layers, {per})"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.frontend.parameters()).device
+
+    def to(self, device: torch.device) -> EncoderStage:
+        self.frontend.to(device)
+        return self
+
+    def cache_key(self) -> dict:
+        """The encoder's identity and weights, which states, and how clips are prepared."""
+        f = self.frontend
+        return dict(encoder=f.name, config=f.encoder.config.to_json_string(use_diff=False),
+                    weights=weights_fingerprint(f.encoder), states=f.states, sample_rate=f.sample_rate,
+                    do_normalize=f.do_normalize, version=STAGE_VERSION)
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
+        return self.frontend.frame_lengths(samples)
+
+    def estimated_bytes(self, samples: int, clips: int) -> int:
+        """The size of the cache for ``clips`` clips of ``samples`` in all (float32 rows)."""
+        if self.frontend.states == "pooled":
+            return 4 * self.width * clips
+        frames = int(self.frontend.encoded_frames(torch.tensor(samples)))
+        return 4 * self.width * frames
+
+    @torch.no_grad()
+    def compute(self, waves: torch.Tensor, lengths: torch.Tensor):
+        """waves[B, T], lengths[B] -> states[B, width, frames], frames[B]"""
+        on_gpu = waves.device.type == "cuda"
+        dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float16
+        with torch.autocast(waves.device.type, dtype=dtype, enabled=on_gpu):
+            states, frames = self.frontend.encode(waves, lengths)
+        return self.frontend.handed_over(states.float(), frames)
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """A digest of every parameter and buffer: a changed encoder gets a cache of its own."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+# -- loading ----------------------------------------------------------------------------------
+def encoder_config(name: str):
+    """The checkpoint's ``transformers`` config, from a folder or the hub (or its local cache)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name)
+    except (OSError, ValueError) as err:
+        raise unavailable(name, err) from None
+
+
+def unavailable(name: str, err: BaseException) -> EncoderUnavailable:
+    from huggingface_hub import constants
+
+    if Path(name).expanduser().exists():
+        return EncoderUnavailable(f"features.name={name!r} is a folder but not a transformers checkpoint "
+                                  f"({type(err).__name__}: {str(err).splitlines()[0]}); it needs the "
+                                  "config.json and weights that save_pretrained writes.")
+    return EncoderUnavailable(
+        f"The speech encoder features.name={name!r} is neither a local folder nor in the Hugging Face "
+        f"cache at {constants.HF_HUB_CACHE} (and the hub could not be reached: {type(err).__name__}). "
+        f"On a machine with internet, run `hf download {name}` (or `huggingface-cli download {name}`) "
+        "and copy that cache here (HF_HOME says where it lives), or save the model with "
+        "save_pretrained into a folder and pass features.name=/path/to/folder.")
+
+
+def _load_encoder(name: str, config, pretrained: bool) -> nn.Module:
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per weight file would interleave with training's
+    try:
+        model = AutoModel.from_pretrained(name, config=config) if pretrained else AutoModel.from_config(config)
+    except (OSError, ValueError) as err:
+        raise unavailable(name, err) from None
+    if config.model_type == "whisper":
+        model = model.get_encoder()  # the decoder is never used: do not keep it in memory
+    return model
+
+
+def _preprocessor(name: str, whisper: bool):
+    """The checkpoint's feature extractor (``do_normalize``; Whisper's log-mel), or the
+    family's defaults when the checkpoint ships none."""
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(name)
+    except (OSError, ValueError):
+        log.warning("%s has no preprocessor_config.json: using the %s defaults", name,
+                    "Whisper feature extractor's" if whisper else "wav2vec 2.0 feature extractor's (do_normalize)")
+        return WhisperFeatureExtractor() if whisper else Wav2Vec2FeatureExtractor()
+
+
+def check_encoder_options(name: str, freeze: str = "all", states: str = "pooled", sample_rate: int = 16000,
+                          **_) -> None:
+    """What the front end would refuse, without loading its weights (``train.py``'s pre-flight)."""
+    if freeze not in FREEZE:
+        raise not_one_of("features.freeze", freeze, FREEZE)
+    if states not in STATES:
+        raise not_one_of("features.states", states, STATES)
+    if sample_rate != 16000:
+        raise ConfigError(f"features.sample_rate={sample_rate}: {name} was trained on 16 kHz audio; "
+                          "leave features.sample_rate at 16000 (every clip is resampled to it).")
+    encoder_config(name)
+
+
+EncoderFrontend.preflight = staticmethod(check_encoder_options)

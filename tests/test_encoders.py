@@ -1,0 +1,149 @@
+"""Pretrained speech encoders (ser/encoders.py, model=hf): loading, Whisper's windows, the
+frozen-encoder cache, fine-tuning, and the offline error. Every encoder is a tiny random one
+of its transformers family, saved with save_pretrained (tests/tiny_encoders.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from hydra.utils import instantiate
+
+from conftest import REPO, SMALL
+from tiny_encoders import write_tiny_encoder
+
+from ser.encoders import EncoderFrontend, EncoderUnavailable
+from ser.errors import ConfigError
+from ser.models.hf import EncoderHead
+
+
+def test_whisper_encodes_a_long_clip_in_30_second_windows(tiny_encoders):
+    frontend = EncoderFrontend(str(tiny_encoders["whisper"]), states="frames").eval()
+    torch.manual_seed(0)
+    clip = torch.randn(31 * 16000) * 0.1
+    with torch.no_grad():
+        whole, frames = frontend.encode(clip[None], torch.tensor([len(clip)]))
+        first, _ = frontend.encode(clip[None, : 30 * 16000], torch.tensor([30 * 16000]))
+        rest, rest_frames = frontend.encode(clip[None, 30 * 16000 :], torch.tensor([16000]))
+    assert frames.tolist() == [1550] and rest_frames.tolist() == [50]  # 50 frames a second, none dropped
+    torch.testing.assert_close(whole[..., :1500], first, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(whole[..., 1500:], rest, atol=1e-5, rtol=1e-5)
+
+
+def test_a_hub_id_loads_from_the_local_hugging_face_cache_offline(tiny_encoders, tmp_path, monkeypatch):
+    """The path a downloaded hub checkpoint takes: models--org--name/snapshots/<commit>/."""
+    from huggingface_hub import constants
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--lab--tiny-wavlm"
+    shutil.copytree(tiny_encoders["wavlm"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    frontend = EncoderFrontend("lab/tiny-wavlm")
+    assert frontend.encoder.config.model_type == "wavlm" and frontend.num_states == 3
+    with pytest.raises(EncoderUnavailable) as err:
+        EncoderFrontend("lab/not-downloaded")
+    message = str(err.value)
+    assert "lab/not-downloaded" in message and str(tmp_path / "hub") in message and "hf download" in message
+
+
+def test_an_encoder_missing_offline_is_one_paragraph_from_train_py(cache_dir, tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "model=hf", "features.name=nobody/no-such-encoder",
+                           "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "nobody/no-such-encoder" in proc.stderr
+    assert "save_pretrained" in proc.stderr and not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.parametrize(("states", "pooling"), [("pooled", "mean"), ("frames", "attentive")])
+def test_training_on_the_cache_gives_the_logits_of_the_waveform(compose_cfg, tiny_encoders, tmp_path,
+                                                               states, pooling):
+    cfg = compose_cfg([*SMALL, "model=hf", f"features.name={tiny_encoders['wav2vec2']}", f"features.states={states}",
+                       f"model.net.pooling={pooling}", f"data.cache_dir={tmp_path}"])
+    torch.manual_seed(0)
+    module = instantiate(cfg.model).eval()
+    dm = instantiate(cfg.data, emotions=module.classes, frontend=module.frontend)
+    dm.prepare_data()
+    dm.setup("fit")
+    waveforms, cache = dm._open_caches(dm.clips)
+    assert cache.width == 3 * 32 and (tmp_path / "features").is_dir()
+    paths = [c.path for c in dm.clips[:4]]
+    with torch.no_grad():
+        for path in paths:
+            rows = torch.from_numpy(cache[path]).T[None]  # [1, width, frames]
+            cached = module(rows, torch.tensor([rows.shape[-1]]))
+            wave = torch.from_numpy(waveforms[path])[None]
+            computed = module(wave, torch.tensor([wave.shape[-1]]))
+            torch.testing.assert_close(cached, computed, atol=1e-4, rtol=1e-4)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch[0].shape[1] == 3 * 32 and (states == "frames" or batch[0].shape[-1] == 1)
+
+
+def test_a_changed_encoder_gets_a_cache_of_its_own(tiny_encoders, tmp_path):
+    other = write_tiny_encoder("wav2vec2", tmp_path / "other", seed=1)
+    same = EncoderFrontend(str(tiny_encoders["wav2vec2"])).frozen_stage().cache_key()
+    assert same == EncoderFrontend(str(tiny_encoders["wav2vec2"])).frozen_stage().cache_key()
+    assert same["weights"] != EncoderFrontend(str(other)).frozen_stage().cache_key()["weights"]
+    frames = EncoderFrontend(str(tiny_encoders["wav2vec2"]), states="frames").frozen_stage().cache_key()
+    assert frames["states"] == "frames" and frames["weights"] == same["weights"]
+    assert EncoderFrontend(str(tiny_encoders["wav2vec2"]), freeze="conv").frozen_stage() is None
+
+
+def test_a_frozen_run_trains_from_the_cache_and_the_next_run_reuses_it(train_cli, tiny_encoders, tmp_path):
+    args = [*SMALL, "model=hf", f"features.name={tiny_encoders['hubert']}", "logger=csv", "trainer.max_epochs=2",
+            f"data.cache_dir={tmp_path / 'cache'}"]
+    train_cli(args, tmp_path / "first")
+    log = (tmp_path / "first" / "train.log").read_text()
+    assert "states (3 layers, mean over each clip), computed once, read by the loaders" in log
+    assert "(about 0.1 MiB)" in log  # the size is said before it is written
+    state = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    from transformers import AutoModel
+
+    pretrained = AutoModel.from_pretrained(tiny_encoders["hubert"]).state_dict()
+    for name, value in pretrained.items():  # frozen: the encoder is the checkpoint's own
+        torch.testing.assert_close(state["state_dict"][f"frontend.encoder.{name}"], value)
+    train_cli(args, tmp_path / "second")
+    assert "Computing" not in (tmp_path / "second" / "train.log").read_text()
+    assert json.loads((tmp_path / "second" / "results.json").read_text())["model"] == "hf"
+
+
+def test_fine_tuning_updates_the_transformer_not_the_frozen_convolutions(compose_cfg, tiny_encoders):
+    cfg = compose_cfg(["model=hf", f"features.name={tiny_encoders['wavlm']}", "features.freeze=conv",
+                       "model.encoder_lr=1e-4"])
+    module = instantiate(cfg.model).train()
+    groups = module.parameter_groups()
+    assert [g.get("lr") for g in groups] == [None, 1e-4]  # the head at optimizer.lr, the encoder slower
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    optimiser = torch.optim.Adam(groups, lr=1e-3)
+    waves, lengths = torch.randn(4, 16000) * 0.1, torch.tensor([16000, 12000, 9000, 16000])
+    for _ in range(3):
+        loss = torch.nn.functional.cross_entropy(module(waves, lengths), torch.tensor([0, 1, 2, 3]))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = module.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert not any(k.startswith("frontend.encoder.feature_extractor.") for k in changed)
+    assert any(k.startswith("frontend.encoder.encoder.layers.") for k in changed)
+    assert any(k.startswith("net.") for k in changed)
+    assert module.frontend.encoder.config.layerdrop == 0.0  # every layer's state reaches the head
+
+
+def test_layer_choice_and_pooling_are_checked():
+    head = EncoderHead(32, 4, num_states=3, per_frame=False, layer="last")
+    states = torch.randn(2, 3 * 32, 1)
+    only_last = states.clone()
+    only_last[:, :64] = 0  # the first two states do not matter to a head on the last
+    torch.testing.assert_close(head(states, torch.ones(2, dtype=torch.long)),
+                               head(only_last, torch.ones(2, dtype=torch.long)))
+    with pytest.raises(ConfigError, match="features.states=frames"):
+        EncoderHead(32, 4, num_states=3, per_frame=False, pooling="attentive")
+    with pytest.raises(ConfigError, match="from 0 to 2"):
+        EncoderHead(32, 4, num_states=3, per_frame=True, layer=5)
