@@ -46,13 +46,10 @@ class SERModule(L.LightningModule):
         compile: bool = False,
         channels_last: bool = True,
         encoder_lr: float | None = None,
-        **net_options,
     ):
-        """``net_options`` are network arguments promoted to the model level for convenience
-        (``model.pretrained``, ``model.checkpoint``, ``model.freeze_encoder``); they are
-        merged into ``net``."""
+        """``encoder_lr``: the learning rate of a pretrained encoder front end being
+        fine-tuned (None: the optimiser's)."""
         super().__init__()
-        net = {**plain(net), **{k: plain(v) for k, v in net_options.items()}}
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
                                                  augment=augment, compile=compile,
@@ -216,12 +213,10 @@ class SERModule(L.LightningModule):
         """Rebuild a trained module from a ``ser`` checkpoint without unpickling any object."""
         state = read_checkpoint(path, map_location)
         hparams = dict(state["hyper_parameters"])
-        net = dict(hparams["net"])
-        # The state_dict brings the weights: do not fetch pretrained ones again.
-        for key, value in (("pretrained", False), ("checkpoint", None)):
-            if key in net:
-                net[key] = value
-        module = cls(**{**hparams, "net": net})
+        frontend = dict(hparams["frontend"])
+        if "pretrained" in frontend:  # the state_dict brings the encoder's weights: only its config is read
+            frontend["pretrained"] = False
+        module = cls(**{**hparams, "frontend": frontend})
         module.on_load_checkpoint(state)
         module.load_state_dict(state["state_dict"])
         return module

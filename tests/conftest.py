@@ -19,6 +19,9 @@ import ser  # noqa: F401 - registers ${ser.unique:}, which the run folder names 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
+# Nothing downloads in tests: encoders come from folders or a local Hugging Face cache, and a
+# missing one fails at once instead of after the hub client's retries.
+os.environ["HF_HUB_OFFLINE"] = "1"
 # The local sweep engine's own environment (ser/sweep_engine.py), where a user's would be:
 # resolved here, before tests point HOME at empty folders.
 os.environ.setdefault("SER_SWEEPS_ENV", str(Path.home() / ".cache" / "ser" / "sweeps-engine"))
@@ -34,6 +37,22 @@ def cache_dir(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("ser-cache")
     os.environ["SER_CACHE_DIR"] = str(path)
     return path
+
+
+@pytest.fixture
+def hub_cache_with_every_preset(tiny_encoders, tmp_path, monkeypatch) -> Path:
+    """A Hugging Face cache holding, under each hub id the configs name, a tiny encoder of its family."""
+    import re
+
+    from huggingface_hub import constants
+    from tiny_encoders import family_of, put_in_hub_cache
+
+    cache = tmp_path / "hub"
+    for path in [*(CONF / "model").glob("*.yaml"), CONF / "features" / "encoder.yaml"]:
+        for hub_id in re.findall(r"^\s*name: (\S+/\S+)", path.read_text(), re.M):
+            put_in_hub_cache(cache, hub_id, tiny_encoders[family_of(hub_id)])
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
 
 
 @pytest.fixture(scope="session")

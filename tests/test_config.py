@@ -178,7 +178,7 @@ def test_the_precisions_checked_up_front_are_the_ones_lightning_accepts():
 
 
 @pytest.mark.parametrize("group", ["model", "features", "data", "experiment", "trainer"])
-def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_path):
+def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_path, hub_cache_with_every_preset):
     from ser.preflight import check_config
 
     for choice in options(group):
@@ -191,8 +191,8 @@ def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_pat
             overrides.append(f"paths.data_dir={tmp_path}")
         if group == "trainer" and choice in ("gpu", "ddp") and not torch.cuda.is_available():
             continue  # refused here by design: test_every_config_mistake... covers it
-        if group == "features" and choice == "waveform":
-            overrides.append("model=wav2vec2")  # the one family that reads waveforms
+        if group == "features" and choice == "encoder":
+            overrides.append("model=hf")  # the head that reads an encoder's states
         check_config(compose_cfg(overrides))
 
 

@@ -5,7 +5,7 @@ of its transformers family, saved with save_pretrained (tests/tiny_encoders.py).
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import subprocess
 import sys
 
@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import REPO, SMALL
-from tiny_encoders import write_tiny_encoder
+from tiny_encoders import put_in_hub_cache, write_tiny_encoder
 
 from ser.encoders import EncoderFrontend, EncoderUnavailable
 from ser.errors import ConfigError
@@ -38,11 +38,7 @@ def test_a_hub_id_loads_from_the_local_hugging_face_cache_offline(tiny_encoders,
     """The path a downloaded hub checkpoint takes: models--org--name/snapshots/<commit>/."""
     from huggingface_hub import constants
 
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hub" / "models--lab--tiny-wavlm"
-    shutil.copytree(tiny_encoders["wavlm"], repo / "snapshots" / commit)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
+    put_in_hub_cache(tmp_path / "hub", "lab/tiny-wavlm", tiny_encoders["wavlm"])
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     frontend = EncoderFrontend("lab/tiny-wavlm")
@@ -56,7 +52,7 @@ def test_a_hub_id_loads_from_the_local_hugging_face_cache_offline(tiny_encoders,
 def test_an_encoder_missing_offline_is_one_paragraph_from_train_py(cache_dir, tmp_path):
     proc = subprocess.run([sys.executable, "train.py", "model=hf", "features.name=nobody/no-such-encoder",
                            "logger=csv", f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+                          timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and "nobody/no-such-encoder" in proc.stderr
     assert "save_pretrained" in proc.stderr and not (tmp_path / "checkpoints").exists()
@@ -147,3 +143,41 @@ def test_layer_choice_and_pooling_are_checked():
         EncoderHead(32, 4, num_states=3, per_frame=False, pooling="attentive")
     with pytest.raises(ConfigError, match="from 0 to 2"):
         EncoderHead(32, 4, num_states=3, per_frame=True, layer=5)
+
+
+def test_the_fine_tuning_recipe_runs_and_leaves_the_convolutions_as_they_were(train_cli, tiny_encoders, tmp_path):
+    from transformers import AutoModel
+
+    train_cli([*SMALL, "experiment=finetune_wavlm", f"features.name={tiny_encoders['wavlm']}", "logger=csv",
+               "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
+               "trainer.limit_test_batches=2", "data.batch_size=8"], tmp_path)
+    state = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    tuned = {k.removeprefix("frontend.encoder."): v for k, v in state["state_dict"].items()
+             if k.startswith("frontend.encoder.")}
+    pretrained = AutoModel.from_pretrained(tiny_encoders["wavlm"]).state_dict()
+    conv = [k for k in pretrained if k.startswith("feature_extractor.")]
+    layers = [k for k in pretrained if k.startswith("encoder.layers.") and k.endswith(".weight")]
+    assert conv and all(torch.equal(tuned[k], pretrained[k]) for k in conv)
+    assert any(not torch.equal(tuned[k], pretrained[k]) for k in layers)
+    rates = [g["initial_lr"] for g in state["optimizer_states"][0]["param_groups"]]  # before the schedule
+    assert rates == [1e-3, 5e-5]  # the head at optimizer.lr, the encoder at model.encoder_lr
+    from ser.module import SERModule
+
+    reloaded = SERModule.from_checkpoint(tmp_path / "checkpoints" / "last.ckpt").eval()
+    waves = torch.randn(2, 16000) * 0.1
+    assert torch.isfinite(reloaded(waves, torch.tensor([16000, 9000]))).all()
+
+
+def test_the_warmup_rises_linearly_then_decays_to_zero():
+    from ser.optim import warmup_then_cosine
+
+    optimiser = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    schedule = warmup_then_cosine(optimiser, total_steps=100, warmup_fraction=0.1)
+    rates = []
+    for _ in range(100):
+        rates.append(optimiser.param_groups[0]["lr"])
+        optimiser.step()
+        schedule.step()
+    assert rates[:10] == pytest.approx([(i + 1) / 10 for i in range(10)])
+    assert rates[10] == pytest.approx(1.0) and all(a >= b for a, b in zip(rates[10:], rates[11:]))
+    assert rates[-1] < 0.01

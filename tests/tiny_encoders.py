@@ -40,3 +40,26 @@ def write_tiny_encoder(family: str, folder: Path, seed: int = 0) -> Path:
                  else Wav2Vec2FeatureExtractor(do_normalize=do_normalize, return_attention_mask=True))
     extractor.save_pretrained(folder)
     return folder
+
+
+def family_of(hub_id: str) -> str:
+    """The tiny family standing in for a hub checkpoint (by its name: tests only)."""
+    name = hub_id.lower()
+    for key, family in (("whisper", "whisper"), ("data2vec", "data2vec"), ("hubert", "hubert"),
+                        ("wavlm-large", "wavlm_large"), ("wavlm", "wavlm"), ("xls-r", "wav2vec2_large"),
+                        ("large", "wav2vec2_large"), ("wav2vec2", "wav2vec2")):
+        if key in name:
+            return family
+    raise KeyError(hub_id)
+
+
+def put_in_hub_cache(cache: Path, hub_id: str, folder: Path) -> None:
+    """Lay ``folder`` out as huggingface_hub's cache holds a downloaded ``hub_id``:
+    models--org--name/snapshots/<commit>/ and refs/main naming the commit."""
+    import shutil
+
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / f"models--{hub_id.replace('/', '--')}"
+    shutil.copytree(folder, repo / "snapshots" / commit, dirs_exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
