@@ -54,3 +54,39 @@ def timed(fn, repeats: int) -> float:
 def sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()
+
+
+# Base-size configs of each encoder family (the transformers config classes' defaults are the
+# base models; Whisper base spelt out). No weights can be downloaded here: the benchmarks time
+# randomly initialised encoders, saved and loaded as real checkpoints are. Same compute.
+BASE_ENCODERS = {
+    "wav2vec2": ("Wav2Vec2Config", {}),
+    "hubert": ("HubertConfig", {}),
+    "wavlm": ("WavLMConfig", {}),
+    "data2vec": ("Data2VecAudioConfig", {}),
+    "whisper": ("WhisperConfig", dict(d_model=512, encoder_layers=6, encoder_attention_heads=8,
+                                      encoder_ffn_dim=2048, decoder_layers=1, num_mel_bins=80)),
+}
+
+
+def base_encoder(family: str) -> Path:
+    """A folder holding a randomly initialised base-size encoder of ``family``."""
+    import transformers
+
+    folder = Path.home() / ".cache" / "ser-bench" / "encoders" / family
+    if not (folder / "config.json").is_file():
+        config_class, arguments = BASE_ENCODERS[family]
+        torch.manual_seed(0)
+        transformers.AutoModel.from_config(getattr(transformers, config_class)(**arguments)).save_pretrained(folder)
+        extractor = (transformers.WhisperFeatureExtractor(feature_size=80) if family == "whisper"
+                     else transformers.Wav2Vec2FeatureExtractor(do_normalize=True))
+        extractor.save_pretrained(folder)
+    return folder
+
+
+def encoder_family(preset: str) -> str | None:
+    """The family of an encoder preset (``model=wavlm_large`` -> wavlm); None for other models."""
+    text = (REPO / "conf" / "model" / f"{preset}.yaml").read_text()
+    if preset != "hf" and "/model/hf@model" not in text:
+        return None
+    return next((f for f in BASE_ENCODERS if f in preset), "wavlm")

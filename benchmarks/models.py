@@ -7,8 +7,9 @@
 Each model runs in its own process so that peak memory is its own. Clips are 2.5 s of
 synthetic speech (a CREMA-D-length utterance) at 16 kHz; one training step is forward,
 backward and an Adam update through the real LightningModule (front end included).
-Ratios are against the default model, cnn_gru, measured in the same run. The SSL encoders
-are timed randomly initialised (no weights can be downloaded here): same compute.
+Ratios are against the default model, cnn_gru, measured in the same run. The encoder presets
+are timed on a randomly initialised base-size encoder of their family (no weights can be
+downloaded here): same compute as the base checkpoints.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import sys
 import numpy as np
 import torch
 
-from common import REPO, compose, machine, timed
+from common import REPO, base_encoder, compose, encoder_family, machine, timed
 
 BASELINE = "cnn_gru"
-SSL = ("wav2vec2", "hubert", "wavlm")
 
 
 def all_models() -> list[str]:
-    return sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if not p.stem.startswith("default"))
+    """Every architecture, and the base-size preset of each encoder family."""
+    names = sorted(p.stem for p in (REPO / "conf" / "model").glob("*.yaml") if not p.stem.startswith("default"))
+    return [n for n in names if encoder_family(n) is None] + ["wav2vec2", "hubert", "wavlm", "data2vec", "whisper_base"]
 
 
 def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
@@ -38,7 +40,10 @@ def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
 
     from ser.data.synthetic import PROSODY, make_voice, synthesize
 
-    overrides = [f"model={name}"] + (["model.pretrained=false"] if name in SSL else [])
+    family = encoder_family(name)
+    # Timed as the module runs per step: the encoder fine-tuned (a frozen one is cached, see encoders.py).
+    overrides = [f"model={name}"] + ([f"features.name={base_encoder(family)}", "features.freeze=conv"]
+                                     if family else [])
     module = instantiate(compose(overrides).model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     module.to(device)

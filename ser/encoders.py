@@ -54,7 +54,6 @@ class EncoderUnavailable(UserError):
 class EncoderFrontend(nn.Module):
     """Waveforms -> the encoder's hidden states, ``[B, num_states * hidden, frames]``."""
 
-    kind = "encoder"
     normalize = "none"  # the encoder normalises (do_normalize) by itself; nothing per speaker
 
     def __init__(self, name: str, sample_rate: int = 16000, freeze: str = "all", states: str = "pooled",
