@@ -65,7 +65,8 @@ BASE_ENCODERS = {
     "wavlm": ("WavLMConfig", {}),
     "data2vec": ("Data2VecAudioConfig", {}),
     "whisper": ("WhisperConfig", dict(d_model=512, encoder_layers=6, encoder_attention_heads=8,
-                                      encoder_ffn_dim=2048, decoder_layers=1, num_mel_bins=80)),
+                                      encoder_ffn_dim=2048, decoder_layers=1, decoder_attention_heads=8,
+                                      decoder_ffn_dim=2048, num_mel_bins=80)),
 }
 
 
