@@ -62,8 +62,9 @@ def measure(name: str, batch_size: int, steps: int, precision: str) -> dict:
 
     def train_step():
         module.train()
-        with autocast:
-            loss = torch.nn.functional.cross_entropy(module._train_logits(waves, lengths), labels)
+        with autocast:  # as training_step: augmented where the model has augmentation
+            logits = module._train_logits(waves, lengths) if module.augment is not None else module(waves, lengths)
+            loss = torch.nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
