@@ -255,6 +255,7 @@ def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], dat
         "confusion_matrix": counts.tolist(),
         **datamodule.split_counts(),
         "split": datamodule.split,
+        **({"split_file": str(cfg.data.split_file)} if datamodule.split == "file" else {}),
         "protocol": "speaker-dependent" if datamodule.split == "random" else "speaker-independent",
         "model": cfg.choices.model,  # the config choices the run is named by
         "data": cfg.choices.data,

@@ -135,6 +135,9 @@ CONFIG_MISTAKES = [
     (["trainer.accelerator=gpu"], "gpu"),
     (["data=multi"], "RAVDESS"),  # a corpus part that is not there
     (["data.corpus.num_speakers=2"], "num_speakers=2"),
+    (["data.split=file", "data.split_file=/nowhere/split.csv"], "/nowhere/split.csv"),
+    (["model=hf", "features.freeze=some"], "features.freeze='some'"),
+    (["model=hf", "features.name=/nowhere/encoder"], "/nowhere/encoder"),
 ]
 
 

@@ -95,3 +95,44 @@ def test_bad_split_arguments_are_clear():
         assign_splits(speakers, emotions, "bogus", val_fraction=0.1, test_fraction=0.2, seed=0)
     with pytest.raises(ValueError, match="data.fold"):
         assign_splits(speakers, emotions, "kfold", val_fraction=0, test_fraction=0, seed=0, fold=9, num_folds=4)
+
+
+def test_a_split_file_gives_every_clip_the_split_it_names(tmp_path):
+    import csv
+
+    import pytest
+
+    from ser.data.splits import assign_splits
+    from ser.errors import ConfigError
+
+    paths = [f"/data/corpus/{s}/{s}_{e}.wav" for s in ("a", "b", "c", "d") for e in ("x", "y")]
+    speakers = [p.split("/")[3] for p in paths]
+    emotions = [p[-5] for p in paths]
+
+    def split_file(rows, header=("path", "split")):
+        path = tmp_path / f"split{len(list(tmp_path.iterdir()))}.csv"
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle).writerows([header, *rows])
+        return str(path)
+
+    def assign(file):
+        return assign_splits(speakers, emotions, "file", val_fraction=0.1, test_fraction=0.2, seed=0,
+                             paths=paths, split_file=file)
+
+    # Absolute paths as a run's split.csv has them, or relative to the corpus folder.
+    full = split_file([(p, {"a": "train", "b": "train", "c": "val", "d": "test"}[s]) for p, s in zip(paths, speakers)])
+    assert assign(full) == ["train"] * 4 + ["val"] * 2 + ["test"] * 2
+    relative = split_file([("a/a_x.wav", "train"), ("b/b_y.wav", "test")])
+    assert assign(relative) == ["train", "unused", "unused", "test", *["unused"] * 4]
+    by_speaker = split_file([("a", "test"), ("b", "val"), ("c", "train")], header=("speaker", "split"))
+    assert assign(by_speaker) == ["test"] * 2 + ["val"] * 2 + ["train"] * 2 + ["unused"] * 2
+    for rows, header, complaint in (
+            ([("z/z_x.wav", "train")], ("path", "split"), "match no single clip"),
+            ([("a/a_x.wav", "train"), ("a/a_y.wav", "test")], ("path", "split"), "more than one side"),
+            ([("zed", "train")], ("speaker", "split"), "not in this corpus"),
+            ([("a", "dev")], ("speaker", "split"), "use train, val and test"),
+            ([("a", "train")], ("who", "split"), "a path or speaker column")):
+        with pytest.raises(ConfigError, match=complaint):
+            assign(split_file(rows, header))
+    with pytest.raises(ConfigError, match="is not a file"):
+        assign(str(tmp_path / "missing.csv"))

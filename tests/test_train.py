@@ -221,3 +221,18 @@ def test_a_folder_holding_another_configs_run_is_refused(train_cli, tmp_path):
                            f"hydra.run.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "another config" in proc.stderr and "model.optimizer.lr" in proc.stderr
+
+
+def test_a_shared_split_file_scores_another_run_on_exactly_its_clips(train_cli, tmp_path):
+    train_cli([*FAST, "debug=fdr", "seed=1"], tmp_path / "first")
+    train_cli([*FAST, "debug=fdr", "seed=2", "data.split=file", f"data.split_file={tmp_path / 'first' / 'split.csv'}"],
+              tmp_path / "second")
+    first, second = read_split(tmp_path / "first"), read_split(tmp_path / "second")
+    assert first == second
+    from ser.data.splits import assign_splits
+
+    drawn = assign_splits([r["speaker"] for r in first], [r["emotion"] for r in first], "speaker", seed=2,
+                          val_fraction=0.125, test_fraction=0.25)
+    assert drawn != [r["split"] for r in first]  # seed 2 alone would have drawn other speakers
+    results = json.loads((tmp_path / "second" / "results.json").read_text())
+    assert results["split"] == "file" and results["n_test"] == sum(r["split"] == "test" for r in first)

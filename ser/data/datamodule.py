@@ -83,6 +83,7 @@ class SERDataModule(L.LightningDataModule):
         emotions: list[str],
         frontend: FrontEnd | None = None,
         split: str = "speaker",
+        split_file: str | None = None,
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         fold: int = 0,
@@ -106,7 +107,7 @@ class SERDataModule(L.LightningDataModule):
                            test_fraction=test_fraction, fold=fold, num_folds=num_folds,
                            batch_size=batch_size, eval_batch_size=eval_batch_size,
                            num_workers=num_workers, max_seconds=max_seconds, eval_crop=eval_crop,
-                           cache_on_device=cache_on_device)
+                           cache_on_device=cache_on_device, split_file=split_file)
         self.corpus, self.root = corpus, root
         self.classes = list(emotions)
         self.sample_rate = frontend.sample_rate if frontend is not None else 16000
@@ -118,7 +119,7 @@ class SERDataModule(L.LightningDataModule):
             raise ConfigError("features.normalize=speaker normalises cached features per speaker: it needs "
                               "a spectral front end (features=logmel or mfcc) and data.precompute_features=true.")
         self.split, self.seed = split, seed
-        self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction,
+        self.split_args = dict(val_fraction=val_fraction, test_fraction=test_fraction, split_file=split_file,
                                seed=seed, fold=fold, num_folds=num_folds)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -148,7 +149,7 @@ class SERDataModule(L.LightningDataModule):
         if self.by_speaker:
             cache = SpeakerNormalised.open(cache, {c.path: c.speaker for c in self.clips}, self.cache_dir)
         self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
-                                        self.split, **self.split_args)
+                                        self.split, paths=[c.path for c in self.clips], **self.split_args)
         max_len = self.max_samples
         if self.frozen_stage is not None and max_len:
             max_len = int(self.frozen_stage.frame_lengths(torch.tensor(max_len)))

@@ -8,7 +8,7 @@ cores), so that a mistake is one paragraph within a second or two.
 from __future__ import annotations
 
 from ser.data.emotions import check_emotions
-from ser.data.splits import METHODS
+from ser.data.splits import METHODS, read_split_file
 from ser.errors import ConfigError, not_one_of
 
 EVAL_CROPS = ("center", "none")
@@ -19,11 +19,13 @@ def check_data_options(*, emotions=("anger", "sadness"), split: str = "speaker",
                        test_fraction: float = 0.2, fold: int = 0, num_folds: int = 5, batch_size: int = 32,
                        eval_batch_size: int | None = None, num_workers: int | str = "auto",
                        max_seconds: float | None = None, eval_crop: str = "center",
-                       cache_on_device: bool | str = "auto", **_other) -> None:
+                       cache_on_device: bool | str = "auto", split_file: str | None = None, **_other) -> None:
     """Raise :class:`ConfigError` for a ``data.*`` value that cannot work. Options left out
     are not checked (each default is valid); options this function does not know are ignored."""
     check_emotions(emotions)
     check_split(split, val_fraction, test_fraction, fold, num_folds)
+    if split == "file":
+        read_split_file(split_file)
     for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or batch_size)):
         if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
             raise ConfigError(f"data.{key}={size!r} is not valid: a batch is a whole number of clips, >= 1.")

@@ -6,8 +6,10 @@ reproduced byte for byte by the same seed on any machine.
 
 from __future__ import annotations
 
+import csv
 import logging
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -15,13 +17,18 @@ from ser.errors import ConfigError, not_one_of
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-METHODS = ("speaker", "random", "kfold")  # data.split
+METHODS = ("speaker", "random", "kfold", "file")  # data.split
 MIN_VAL_SPEAKERS = 3
+UNUSED = "unused"  # a clip a split file does not list: in no split
 
 
 def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_fraction: float,
-                  test_fraction: float, seed: int, fold: int = 0, num_folds: int = 5) -> list[str]:
-    """Return the split name of every clip, given its speaker and emotion."""
+                  test_fraction: float, seed: int, fold: int = 0, num_folds: int = 5,
+                  paths: list[str] | None = None, split_file: str | None = None) -> list[str]:
+    """Return the split name of every clip, given its speaker and emotion (and, for
+    ``method="file"``, its path: see :func:`from_file`)."""
+    if method == "file":
+        return from_file(split_file, paths, speakers)
     if method == "speaker":
         return by_speaker(speakers, emotions, val_fraction, test_fraction, seed)
     if method == "random":
@@ -94,6 +101,81 @@ def by_speaker_fold(speakers, emotions, fold, num_folds, seed) -> list[str]:
         if not _covers(seen, group, set(emotions)):
             log.warning("fold %d: the %s speakers do not cover every emotion", fold, name)
     return out
+
+
+def from_file(split_file: str, paths: list[str], speakers: list[str]) -> list[str]:
+    """The split of every clip as a shared file gives it, so that two models, labs or tools
+    score exactly the same clips: ``split.csv`` of another run, or a published protocol
+    rewritten as ``path,split`` rows (a path relative to the corpus folder matches the clip
+    whose path ends with it) or ``speaker,split`` rows. Clips the file does not list are in no
+    split. A row that matches no clip, a split name other than train/val/test, or a speaker
+    on two sides is a :class:`ConfigError`: the file does not describe this corpus."""
+    rows = read_split_file(split_file)
+    if "path" in rows[0]:
+        split_of = _split_by_path(split_file, rows, paths)
+        out = [split_of.get(path, UNUSED) for path in paths]
+    else:
+        given = _one_split_per_speaker(split_file, [(r["speaker"], r["split"]) for r in rows])
+        unknown = sorted(set(given) - set(speakers))
+        if unknown:
+            raise ConfigError(f"data.split_file={split_file}: {len(unknown)} speaker(s) it lists are not in this "
+                              f"corpus (e.g. {', '.join(unknown[:5])}); it describes another corpus or naming.")
+        out = [given.get(speaker, UNUSED) for speaker in speakers]
+    _one_split_per_speaker(split_file, [(s, o) for s, o in zip(speakers, out) if o != UNUSED])
+    left = out.count(UNUSED)
+    if left:
+        log.info("data.split_file lists %d of %d clips; the other %d are in no split", len(out) - left, len(out), left)
+    return out
+
+
+def read_split_file(split_file: str) -> list[dict[str, str]]:
+    """The rows of a split file, checked for its columns and split names."""
+    path = Path(split_file or "").expanduser()
+    if not split_file or not path.is_file():
+        raise ConfigError(f"data.split=file reads data.split_file, but {split_file!r} is not a file: give the "
+                          "split.csv of another run, or path,split / speaker,split rows.")
+    with open(path, newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("split") != UNUSED]  # a split.csv's unlisted clips
+    if not rows or "split" not in rows[0] or not ({"path", "speaker"} & set(rows[0])):
+        raise ConfigError(f"data.split_file={split_file} needs a header with a split column and a path or "
+                          "speaker column (the split.csv a run writes has both).")
+    wrong = sorted({r["split"] for r in rows} - set(SPLITS))
+    if wrong:
+        raise ConfigError(f"data.split_file={split_file} names splits {wrong}; use train, val and test.")
+    return rows
+
+
+def _split_by_path(split_file: str, rows: list[dict[str, str]], paths: list[str]) -> dict[str, str]:
+    """clip path -> split, a row matching the clip of that path or whose path ends with it."""
+    by_suffix = {}
+    for path in paths:
+        parts = Path(path).parts
+        for i in range(len(parts)):
+            by_suffix.setdefault(str(Path(*parts[i:])), []).append(path)
+    split_of, unmatched = {}, []
+    for row in rows:
+        matches = by_suffix.get(str(Path(row["path"])), [])
+        if len(matches) != 1:
+            unmatched.append(row["path"])
+            continue
+        split_of[matches[0]] = row["split"]
+    if unmatched:
+        raise ConfigError(f"data.split_file={split_file}: {len(unmatched)} of its {len(rows)} paths match no "
+                          f"single clip of this corpus (e.g. {', '.join(unmatched[:3])}); give paths as the "
+                          "run's split.csv has them or relative to data.root.")
+    return split_of
+
+
+def _one_split_per_speaker(split_file: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
+    sides = defaultdict(set)
+    for speaker, split in pairs:
+        sides[speaker].add(split)
+    both = sorted(s for s, names in sides.items() if len(names) > 1)
+    if both:
+        raise ConfigError(f"data.split_file={split_file} puts speaker(s) {', '.join(both[:5])} on more than one "
+                          f"side ({', '.join(sorted(sides[both[0]]))}): a speaker-independent split keeps each "
+                          "speaker on one. For a speaker-dependent protocol use data.split=random.")
+    return {s: names.pop() for s, names in sides.items()}
 
 
 def _hold_out_one_speaker(speakers, emotions, unique, val_fraction, seed) -> list[str]:
