@@ -1,7 +1,9 @@
-"""Classification metrics, all from torchmetrics. UAR (macro recall) is the headline."""
+"""Classification metrics: per batch from torchmetrics (UAR, macro recall, is the headline),
+and the speaker-resampled intervals of a split's scores from its confusion counts."""
 
 from __future__ import annotations
 
+import numpy as np
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
@@ -15,3 +17,43 @@ def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
         },
         prefix=prefix,
     )
+
+
+def scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """UAR, WAR and macro F1 of confusion counts ``[..., true, predicted]``, over the classes
+    present (a resample of speakers may lack one; a split always has them all)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    support = confusion.sum(-1)
+    predicted = confusion.sum(-2)
+    hits = np.diagonal(confusion, axis1=-2, axis2=-1)
+    present = support > 0
+    recall = np.divide(hits, support, out=np.zeros_like(hits), where=present)
+    precision = np.divide(hits, predicted, out=np.zeros_like(hits), where=predicted > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(hits), where=precision + recall > 0)
+    classes = present.sum(-1).clip(min=1)
+    return {"uar": (recall * present).sum(-1) / classes,
+            "war": hits.sum(-1) / support.sum(-1).clip(min=1),
+            "macro_f1": (f1 * present).sum(-1) / classes}
+
+
+def per_speaker_confusion(preds: np.ndarray, labels: np.ndarray, speakers: list[str], num_classes: int):
+    """(speaker names, confusion counts ``[speakers, C, C]``) of one split's predictions."""
+    names = sorted(set(speakers))
+    index = np.array([names.index(s) for s in speakers])
+    counts = np.zeros((len(names), num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (index, labels, preds), 1)
+    return names, counts
+
+
+def speaker_bootstrap(counts: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile intervals of UAR, WAR and macro F1 when the *speakers* are resampled with
+    replacement (each draw keeps all of a drawn speaker's clips): speakers are the unit that
+    varies between studies, and clips of one speaker are not independent, so resampling clips
+    would give intervals too narrow. ``counts``: per-speaker confusion counts ``[S, C, C]``."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(len(counts), size=(resamples, len(counts)))
+    weights = np.stack([np.bincount(row, minlength=len(counts)) for row in draws])  # [R, S]
+    resampled = np.einsum("rs,sij->rij", weights, counts)
+    tail = (1 - level) / 2 * 100
+    return {name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
+            for name, values in scores(resampled).items()}

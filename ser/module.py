@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -160,6 +161,7 @@ class SERModule(L.LightningModule):
     def test_step(self, batch, batch_idx):
         preds, labels = self._score(batch, "test", self.test_metrics)
         self.confusion.update(preds, labels)
+        self._test_predictions.append((preds.detach(), labels))
 
     def _score(self, batch, split: str, metrics) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss and metrics of an evaluation batch (no augmentation); returns (preds, labels)."""
@@ -175,6 +177,14 @@ class SERModule(L.LightningModule):
 
     def on_test_epoch_start(self):
         self.confusion.reset()
+        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted, true) class of every test clip this process scored, in loader order."""
+        if not getattr(self, "_test_predictions", None):
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        preds, labels = zip(*self._test_predictions)
+        return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
 
     def predict_step(self, batch, batch_idx):
         inputs, lengths = batch[0], batch[1]

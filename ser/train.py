@@ -23,6 +23,7 @@ from rich.table import Table
 
 from ser.callbacks import ValidationFinishesFirst
 from ser.errors import ConfigError, UserError
+from ser.metrics import per_speaker_confusion, scores, speaker_bootstrap
 from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
 from ser.preflight import made
@@ -208,7 +209,26 @@ def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
     counts = model.confusion.compute().cpu().numpy().astype(int)
     results = make_results(cfg, metrics, counts, model.classes, datamodule,
                            best or ckpt or cfg.get("ckpt_path") or "")
-    return {**results, **validation}
+    return {**results, **by_speaker(cfg, model, datamodule, trainer.world_size), **validation}
+
+
+def by_speaker(cfg, model, datamodule, world_size: int) -> dict:
+    """Per-speaker UAR and the 95% intervals of the test scores, resampling speakers
+    (``test_bootstrap`` resamples; 0: none)."""
+    resamples = cfg.get("test_bootstrap", 1000)
+    if world_size > 1:  # each process scored a shard of the clips
+        log.info("Intervals by speaker are computed in one process: score the checkpoint with "
+                 "train=false on one device for them")
+        return {}
+    preds, labels = model.test_predictions()
+    speakers = datamodule.eval_speakers("test")[: len(preds)]  # trainer.limit_test_batches: the first clips
+    names, counts = per_speaker_confusion(preds, labels, speakers, len(model.classes))
+    out = {"per_speaker_uar": dict(zip(names, map(float, scores(counts)["uar"])))}
+    if resamples:
+        intervals = speaker_bootstrap(counts, resamples, seed=cfg.get("seed") or 0)
+        out.update({f"test/{name}_ci95": bounds for name, bounds in intervals.items()})
+        out["bootstrap"] = {"unit": "speaker", "resamples": resamples, "speakers": len(names)}
+    return out
 
 
 def report(results: dict, out: Path, loggers) -> None:
@@ -270,9 +290,11 @@ def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], dat
 def print_results(results: dict, out: Path) -> None:
     table = Table(title=f"ser: {results['model']} on {results['data']} ({results['protocol']}), test split")
     table.add_column("metric")
-    table.add_column("value", justify="right")
+    table.add_column("value [95% interval, speakers resampled]", justify="right")
     for key in ("test/uar", "test/war", "test/macro_f1"):
-        table.add_row(key, f"{results[key]:.4f}")
+        low, high = results.get(f"{key}_ci95", (None, None))
+        interval = f"  [{low:.3f}, {high:.3f}]" if low is not None else ""
+        table.add_row(key, f"{results[key]:.4f}{interval}")
     for name, recall in results["per_class_recall"].items():
         table.add_row(f"  recall/{name}", f"{recall:.3f}")
     console = Console()

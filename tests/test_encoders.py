@@ -133,7 +133,7 @@ def test_fine_tuning_updates_the_transformer_not_the_frozen_convolutions(compose
 
 
 def test_layer_choice_and_pooling_are_checked():
-    head = EncoderHead(32, 4, num_states=3, per_frame=False, layer="last")
+    head = EncoderHead(32, 4, num_states=3, per_frame=False, layer="last").eval()
     states = torch.randn(2, 3 * 32, 1)
     only_last = states.clone()
     only_last[:, :64] = 0  # the first two states do not matter to a head on the last

@@ -236,3 +236,30 @@ def test_a_shared_split_file_scores_another_run_on_exactly_its_clips(train_cli, 
     assert drawn != [r["split"] for r in first]  # seed 2 alone would have drawn other speakers
     results = json.loads((tmp_path / "second" / "results.json").read_text())
     assert results["split"] == "file" and results["n_test"] == sum(r["split"] == "test" for r in first)
+
+
+def test_results_carry_per_speaker_uar_and_intervals_that_resample_speakers(train_cli, tmp_path):
+    train_cli([*FAST, "debug=limit", "trainer.limit_test_batches=1.0", "test_bootstrap=500"], tmp_path)
+    results = json.loads((tmp_path / "results.json").read_text())
+    test_speakers = {r["speaker"] for r in read_split(tmp_path) if r["split"] == "test"}
+    assert set(results["per_speaker_uar"]) == test_speakers
+    assert results["bootstrap"] == {"unit": "speaker", "resamples": 500, "speakers": len(test_speakers)}
+    for name in ("uar", "war", "macro_f1"):
+        low, high = results[f"test/{name}_ci95"]
+        assert low <= results[f"test/{name}"] <= high
+
+
+def test_the_speakers_of_the_test_clips_are_listed_in_the_order_the_loader_scores_them(compose_cfg):
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg(SMALL)
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data, emotions=module.classes, frontend=module.frontend)
+    dm.prepare_data()
+    dm.setup("test")
+    order = dm.eval_order("test")
+    loaded = torch.cat([batch[2] for batch in dm.test_dataloader()]).tolist()
+    assert loaded == [dm.datasets["test"].labels[i] for i in order]
+    speaker_of = {c.path: c.speaker for c in dm.clips}
+    assert dm.eval_speakers("test") == [speaker_of[dm.datasets["test"].paths[i]] for i in order]
+    assert order.tolist() != list(range(len(order)))  # sorted by length, not the split's own order

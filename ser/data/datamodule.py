@@ -240,11 +240,21 @@ class SERDataModule(L.LightningDataModule):
     def test_dataloader(self):
         return self._eval_loader("test")
 
-    def _eval_loader(self, name):
+    def eval_order(self, name: str) -> np.ndarray:
+        """The order an evaluation loader visits its split's clips in (one process)."""
         ds = self.datasets[name]
         # Sorted by length: least padding. Models are padding-invariant, so order is harmless.
-        sampler = FixedOrder(np.argsort(ds.lengths(), kind="stable") if self.bucket_by_length
-                             else np.arange(len(ds)))
+        return np.argsort(ds.lengths(), kind="stable") if self.bucket_by_length else np.arange(len(ds))
+
+    def eval_speakers(self, name: str) -> list[str]:
+        """The speaker of each clip of a split, in the order its loader visits them."""
+        speaker_of = {c.path: c.speaker for c in self.clips}
+        paths = self.datasets[name].paths
+        return [speaker_of[paths[i]] for i in self.eval_order(name)]
+
+    def _eval_loader(self, name):
+        ds = self.datasets[name]
+        sampler = FixedOrder(self.eval_order(name))
         if self.trainer is not None and self.trainer.world_size > 1:
             # Each clip scored exactly once across processes (Lightning's default sampler pads
             # shards with repeats, which would count some test clips twice).
