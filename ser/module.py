@@ -19,13 +19,14 @@ from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser.errors import UserError
+from ser.errors import UserError, not_one_of
 from ser.features import Augment, FeatureFrontend
 from ser.metrics import classification_metrics
 from ser.optim import check_optimisation, optimisation
 from ser.preflight import check_compile
 
 CHECKPOINT_FORMAT = 1
+CLASS_WEIGHTS = (None, "balanced")  # model.class_weights
 
 
 def plain(value):
@@ -47,14 +48,17 @@ class SERModule(L.LightningModule):
         compile: bool = False,
         channels_last: bool = True,
         encoder_lr: float | None = None,
+        class_weights: str | None = None,
     ):
         """``encoder_lr``: the learning rate of a pretrained encoder front end being
-        fine-tuned (None: the optimiser's)."""
+        fine-tuned (None: the optimiser's). ``class_weights="balanced"``: the loss weighs each
+        class by the inverse of its frequency in the training split (:meth:`weigh_classes`)."""
         super().__init__()
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
                                                  augment=augment, compile=compile,
-                                                 channels_last=channels_last, encoder_lr=encoder_lr).items()}
+                                                 channels_last=channels_last, encoder_lr=encoder_lr,
+                                                 class_weights=class_weights).items()}
         self.save_hyperparameters(hparams)
         check_optimisation(hparams["optimizer"], hparams["scheduler"])
         self.classes = list(hparams["classes"])
@@ -69,7 +73,10 @@ class SERModule(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net = torch.compile(self.net)
-        self.loss = nn.CrossEntropyLoss()
+        if class_weights not in CLASS_WEIGHTS:
+            raise not_one_of("model.class_weights", class_weights, CLASS_WEIGHTS)
+        # Not saved: the weights follow from the training split, and only training uses them.
+        self.register_buffer("class_weight", None, persistent=False)
         self.train_metrics = classification_metrics(num_classes, "train/")
         self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, labels
         self.val_metrics = classification_metrics(num_classes, "val/")
@@ -81,6 +88,15 @@ class SERModule(L.LightningModule):
         self.val_uar_best.persistent(True)
         self.test_metrics = classification_metrics(num_classes, "test/")
         self.confusion = MulticlassConfusionMatrix(num_classes)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(logits, labels, weight=self.class_weight)
+
+    def weigh_classes(self, counts: list[int]) -> None:
+        """Weigh each class's loss by ``n / (classes * count)`` (scikit-learn's "balanced"):
+        each class then adds as much to the loss as the others, which is what UAR rewards."""
+        counts = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
+        self.class_weight = counts.sum() / (len(counts) * counts)
 
     def on_fit_start(self) -> None:
         self.check_device(self.device.type)

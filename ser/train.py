@@ -67,6 +67,10 @@ def run(cfg: DictConfig) -> dict:
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
         if train:
+            if model.hparams.get("class_weights"):  # from the training split: the data is read first
+                datamodule.prepare_data()
+                datamodule.setup("fit")
+                model.weigh_classes(datamodule.class_counts("train"))
             fit(trainer, model, datamodule, resume_from)
         else:
             datamodule.prepare_data()

@@ -263,3 +263,29 @@ def test_the_speakers_of_the_test_clips_are_listed_in_the_order_the_loader_score
     speaker_of = {c.path: c.speaker for c in dm.clips}
     assert dm.eval_speakers("test") == [speaker_of[dm.datasets["test"].paths[i]] for i in order]
     assert order.tolist() != list(range(len(order)))  # sorted by length, not the split's own order
+
+
+def test_balanced_class_weights_and_sampling_follow_the_training_split(compose_cfg, train_cli, tmp_path):
+    from collections import Counter
+
+    from hydra.utils import instantiate
+
+    cfg = compose_cfg([*SMALL, "data.emotions=[anger,sadness,neutral]", "data.balanced_sampling=true"])
+    module = instantiate(cfg.model)
+    dm = instantiate(cfg.data, emotions=module.classes, frontend=module.frontend)
+    dm.prepare_data()
+    dm.setup("fit")
+    keep = {0, 1}  # make the training split imbalanced: drop two thirds of class 2
+    train = dm.datasets["train"]
+    rare = [i for i, label in enumerate(train.labels) if label == 2]
+    kept = [i for i in range(len(train)) if train.labels[i] in keep or i in rare[: len(rare) // 3]]
+    train.paths, train.labels = [train.paths[i] for i in kept], [train.labels[i] for i in kept]
+    counts = dm.class_counts("train")
+    assert counts[2] < counts[0] / 2
+    module.weigh_classes(counts)
+    weights = module.class_weight
+    assert weights[2] > weights[0] and torch.isclose((weights * torch.tensor(counts)).sum(), torch.tensor(float(sum(counts))))
+    drawn = Counter(label for batch in [dm.train_dataloader()] * 20 for b in batch for label in b[2].tolist())
+    assert max(drawn.values()) < 1.3 * min(drawn.values())  # equal draws, though class 2 has a third as many
+    train_cli([*FAST, "debug=fdr", "model.class_weights=balanced", "data.balanced_sampling=true"], tmp_path)
+    assert json.loads((tmp_path / "results.json").read_text())["test/uar"] >= 0

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from ser.data.cache import (
     ClipCache,
@@ -95,6 +95,7 @@ class SERDataModule(L.LightningDataModule):
         pin_memory: bool = True,
         persistent_workers: bool = True,
         bucket_by_length: bool = True,
+        balanced_sampling: bool = False,
         max_seconds: float | None = None,
         eval_crop: str = "center",
         cache_dir: str = ".cache",
@@ -124,7 +125,7 @@ class SERDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers, self.pin_memory, self.persistent_workers = num_workers, pin_memory, persistent_workers
-        self.bucket_by_length = bucket_by_length
+        self.bucket_by_length, self.balanced_sampling = bucket_by_length, balanced_sampling
         self.max_samples = int(max_seconds * self.sample_rate) if max_seconds else None
         self.eval_crop, self.cache_dir = eval_crop, cache_dir
         corpus.check_available(root)
@@ -227,8 +228,21 @@ class SERDataModule(L.LightningDataModule):
                 raise ConfigError(f"the {name} split is empty; check data.root and data.emotions")
 
     # -- loaders ---------------------------------------------------------------------------
+    def class_counts(self, name: str) -> list[int]:
+        """Clips of each class (in ``classes`` order) in a split."""
+        labels = np.asarray(self.datasets[name].labels)
+        return np.bincount(labels, minlength=len(self.classes)).tolist()
+
     def train_dataloader(self):
         ds = self.datasets["train"]
+        if self.balanced_sampling:
+            # Each class drawn equally often (with replacement): an imbalanced corpus's rare
+            # emotions are seen as much as its common ones. No length buckets then.
+            counts = np.asarray(self.class_counts("train"), dtype=np.float64)
+            weights = 1.0 / counts[np.asarray(ds.labels)]
+            generator = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(weights.tolist(), len(ds), replacement=True, generator=generator)
+            return DataLoader(ds, self.batch_size, sampler=sampler, **self.loader_args(ds))
         if self.bucket_by_length:
             sampler = BucketSampler(ds.lengths(), self.batch_size, self.seed)
             return DataLoader(ds, self.batch_size, sampler=sampler, drop_last=False, **self.loader_args(ds))
