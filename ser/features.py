@@ -15,8 +15,10 @@ per batch either way.
 
 from __future__ import annotations
 
+import logging
 import math
 
+import numpy as np
 import torch
 import torchaudio.functional as F
 import torchaudio.transforms as T
@@ -25,6 +27,7 @@ from torch import nn
 from ser.errors import not_one_of
 from ser.ops import frames_after, masked_moments, real_frames
 
+log = logging.getLogger(__name__)
 LOG_FLOOR = 1e-6  # added to the mel power before the log: silence stays finite
 KINDS = ("logmel", "mfcc", "waveform")  # features.kind
 NORMALIZATIONS = ("speaker", "utterance", "none")  # features.normalize
@@ -158,6 +161,86 @@ class LogMelStage:
     def compute(self, waves: torch.Tensor, lengths: torch.Tensor):
         """waves[B, T], lengths[B] -> log-mel[B, n_mels, frames], frame_lengths[B]"""
         return self.frontend.log_mel(waves, lengths)
+
+
+class EgemapsFrontend(nn.Module):
+    """openSMILE's eGeMAPS functionals (88 per clip: the field's reference set of prosodic,
+    spectral and voice-quality statistics), for the classic baseline beside the deep models.
+
+    The functionals of a clip never change, so the data side computes them once per clip
+    (:class:`EgemapsStage`) and caches them like the log-mel; the head reads one 88-value frame.
+    """
+
+    normalize = "none"  # the head standardises the functionals (their scales differ by orders)
+    min_samples = 1600  # 0.1 s: openSMILE's pitch and formant trackers need a few frames
+
+    def __init__(self, sample_rate: int = 16000, feature_set: str = "eGeMAPSv02"):
+        super().__init__()
+        import opensmile
+
+        self.sample_rate, self.feature_set = sample_rate, feature_set
+        try:
+            chosen = opensmile.FeatureSet[feature_set]
+        except KeyError:
+            raise not_one_of("features.feature_set", feature_set, [f.name for f in opensmile.FeatureSet]) from None
+        self.smile = opensmile.Smile(feature_set=chosen, feature_level=opensmile.FeatureLevel.Functionals)
+        self.num_features = len(self.smile.feature_names)
+
+    def net_arguments(self) -> dict:
+        return {"in_features": self.num_features}
+
+    def frozen_stage(self) -> EgemapsStage:
+        return EgemapsStage(self)
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(samples)
+
+    def functionals(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """waves[B, T], lengths[B] -> functionals[B, num_features, 1] (computed on the CPU)."""
+        rows = np.stack([self.smile.process_signal(wave[:n].float().cpu().numpy(), self.sample_rate).to_numpy()[0]
+                         for wave, n in zip(waves, lengths.tolist())])
+        broken = ~np.isfinite(rows).all(1)
+        if broken.any():  # openSMILE fills what it cannot measure with NaN: never hand that on
+            log.warning("openSMILE could not measure %d of %d clips (too short?): their missing "
+                        "functionals are set to 0", int(broken.sum()), len(rows))
+            rows = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
+        return torch.from_numpy(rows).float().to(waves.device)[..., None]
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+        """Waveforms ``[B, T]``, or the cached functionals ``[B, num_features, 1]``."""
+        if inputs.dim() == 3:
+            return inputs, lengths
+        return self.functionals(inputs, lengths), torch.ones_like(lengths)
+
+
+class EgemapsStage:
+    """The eGeMAPS functionals as the data side's frozen stage (``ser.data.cache.FrozenStage``)."""
+
+    batch_size = 64
+    device = torch.device("cpu")  # openSMILE runs on the CPU
+
+    def __init__(self, frontend: EgemapsFrontend):
+        self.frontend = frontend
+        self.width = frontend.num_features
+        self.description = f"openSMILE {frontend.feature_set} functionals"
+
+    def to(self, device: torch.device) -> EgemapsStage:
+        return self
+
+    def cache_key(self) -> dict:
+        import opensmile
+
+        return dict(opensmile=opensmile.__version__, feature_set=self.frontend.feature_set,
+                    sample_rate=self.frontend.sample_rate)
+
+    def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(samples)
+
+    def estimated_bytes(self, samples: int, clips: int) -> int:
+        return 4 * self.width * clips
+
+    def compute(self, waves: torch.Tensor, lengths: torch.Tensor):
+        return self.frontend.functionals(waves, lengths), torch.ones_like(lengths)
 
 
 class Augment(nn.Module):

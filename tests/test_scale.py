@@ -145,7 +145,7 @@ def test_every_model_and_corpus_choice_names_its_runs(compose_cfg):
     user typed, so wav2vec2, HuBERT and WavLM runs (one class) stay apart, as do resnet18 and cnn."""
     from ser.train import label_runs
 
-    assert len(MODELS) == 20 and len(CORPORA) == 8  # 7 architectures, model=hf and its 12 presets
+    assert len(MODELS) == 22 and len(CORPORA) == 8  # 7 architectures, 2 eGeMAPS baselines, model=hf + 12 presets
     for model in MODELS:
         for data in CORPORA:
             cfg = compose_cfg([f"model={model}", f"data={data}", "data.root=/x"])
