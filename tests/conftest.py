@@ -112,3 +112,23 @@ def tone(seconds: float, rate: int, freq: float = 220.0, channels: int = 1) -> n
     t = np.arange(int(seconds * rate)) / rate
     wave = 0.3 * np.sin(2 * np.pi * freq * t).astype(np.float32)
     return np.stack([wave] * channels, axis=1) if channels > 1 else wave
+
+
+def choice(name, tiny_encoders) -> list[str]:
+    """The overrides that select ``name`` (``hf-<family>``: model=hf on that tiny encoder)."""
+    if name.startswith("hf-"):
+        return ["model=hf", f"features.name={tiny_encoders[name[3:]]}"]
+    return [f"model={name}"]
+
+
+@pytest.fixture
+def build(compose_cfg, tiny_encoders):
+    """``build(name, extra)`` -> (the LightningModule of a model choice, number of classes)."""
+    def built(name, extra=()):
+        import torch
+        from hydra.utils import instantiate
+
+        torch.manual_seed(0)
+        cfg = compose_cfg([*choice(name, tiny_encoders), *extra])
+        return instantiate(cfg.model), len(cfg.data.emotions)
+    return built

@@ -12,13 +12,13 @@ import sys
 import pytest
 import torch
 from hydra.utils import instantiate
-
-from conftest import REPO, SMALL
 from tiny_encoders import put_in_hub_cache, write_tiny_encoder
 
 from ser.encoders import EncoderFrontend, EncoderUnavailable
 from ser.errors import ConfigError
 from ser.models.hf import EncoderHead
+
+from conftest import REPO, SMALL
 
 
 def test_whisper_encodes_a_long_clip_in_30_second_windows(tiny_encoders):

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import SMALL
-from test_models import MODELS, build  # noqa: F401 - build is a fixture
+from test_models import MODELS
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydra.utils import instantiate
-
-from conftest import CONF
-
 from tiny_encoders import FAMILIES
+
+from conftest import CONF, choice
 
 ENCODER_PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if "/model/hf@model" in p.read_text())
 # Every architecture, and model=hf on a tiny random encoder of every transformers family
@@ -16,22 +14,6 @@ ENCODER_PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if "/mo
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml")
                 if not p.stem.startswith("default") and p.stem not in ENCODER_PRESETS + ["hf"])
 MODELS += [f"hf-{family}" for family in FAMILIES]
-
-
-def choice(name, tiny_encoders) -> list[str]:
-    """The overrides that select ``name`` (``hf-<family>``: model=hf on that tiny encoder)."""
-    if name.startswith("hf-"):
-        return ["model=hf", f"features.name={tiny_encoders[name[3:]]}"]
-    return [f"model={name}"]
-
-
-@pytest.fixture
-def build(compose_cfg, tiny_encoders):
-    def built(name, extra=()):
-        torch.manual_seed(0)
-        cfg = compose_cfg([*choice(name, tiny_encoders), *extra])
-        return instantiate(cfg.model), len(cfg.data.emotions)
-    return built
 
 
 @pytest.mark.parametrize("name", MODELS)
