@@ -61,7 +61,7 @@ class EncoderFrontend(nn.Module):
         super().__init__()
         self.name, self.sample_rate, self.freeze, self.states = name, sample_rate, freeze, states
         self.batch_size = batch_size  # clips per call when the data side computes the states once
-        check_encoder_options(name, freeze, states, sample_rate)
+        check_choices(freeze, states, sample_rate, name)
         config = encoder_config(name)
         # The head weights every layer: a layer skipped at random (layerdrop) would hand it a
         # copy of the previous state instead.
@@ -84,6 +84,11 @@ class EncoderFrontend(nn.Module):
         if gradient_checkpointing:
             self.encoder.gradient_checkpointing_enable()
         self._apply_freeze()
+
+    @staticmethod
+    def preflight(**options) -> None:
+        """``train.py``'s pre-flight: what the constructor would refuse, without the weights."""
+        check_encoder_options(**options)
 
     # -- what the rest of the model and the data side read ------------------------------------
     def net_arguments(self) -> dict:
@@ -326,7 +331,12 @@ def _preprocessor(name: str, whisper: bool):
 
 def check_encoder_options(name: str, freeze: str = "all", states: str = "pooled", sample_rate: int = 16000,
                           **_) -> None:
-    """What the front end would refuse, without loading its weights (``train.py``'s pre-flight)."""
+    """The front end's options and its checkpoint's config (found, not its weights loaded)."""
+    check_choices(freeze, states, sample_rate, name)
+    encoder_config(name)
+
+
+def check_choices(freeze: str, states: str, sample_rate: int, name: str) -> None:
     if freeze not in FREEZE:
         raise not_one_of("features.freeze", freeze, FREEZE)
     if states not in STATES:
@@ -334,7 +344,3 @@ def check_encoder_options(name: str, freeze: str = "all", states: str = "pooled"
     if sample_rate != 16000:
         raise ConfigError(f"features.sample_rate={sample_rate}: {name} was trained on 16 kHz audio; "
                           "leave features.sample_rate at 16000 (every clip is resampled to it).")
-    encoder_config(name)
-
-
-EncoderFrontend.preflight = staticmethod(check_encoder_options)
