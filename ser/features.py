@@ -210,7 +210,7 @@ class EgemapsFrontend(nn.Module):
         """Waveforms ``[B, T]``, or the cached functionals ``[B, num_features, 1]``."""
         if inputs.dim() == 3:
             return inputs, lengths
-        return self.functionals(inputs, lengths), torch.ones_like(lengths)
+        return self.functionals(inputs, lengths), self.frame_lengths(lengths)
 
 
 class EgemapsStage:
@@ -234,13 +234,13 @@ class EgemapsStage:
                     sample_rate=self.frontend.sample_rate)
 
     def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
-        return torch.ones_like(samples)
+        return self.frontend.frame_lengths(samples)
 
     def estimated_bytes(self, samples: int, clips: int) -> int:
         return 4 * self.width * clips
 
     def compute(self, waves: torch.Tensor, lengths: torch.Tensor):
-        return self.frontend.functionals(waves, lengths), torch.ones_like(lengths)
+        return self.frontend(waves, lengths)
 
 
 class Augment(nn.Module):

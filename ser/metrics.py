@@ -39,7 +39,8 @@ def scores(confusion: np.ndarray) -> dict[str, np.ndarray]:
 def per_speaker_confusion(preds: np.ndarray, labels: np.ndarray, speakers: list[str], num_classes: int):
     """(speaker names, confusion counts ``[speakers, C, C]``) of one split's predictions."""
     names = sorted(set(speakers))
-    index = np.array([names.index(s) for s in speakers])
+    position = {name: i for i, name in enumerate(names)}
+    index = np.array([position[s] for s in speakers], dtype=np.int64)
     counts = np.zeros((len(names), num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (index, labels, preds), 1)
     return names, counts

@@ -79,6 +79,7 @@ class SERModule(L.LightningModule):
         self.register_buffer("class_weight", None, persistent=False)
         self.train_metrics = classification_metrics(num_classes, "train/")
         self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, labels
+        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []  # preds, labels
         self.val_metrics = classification_metrics(num_classes, "val/")
         # The running best of val/uar, the value searches optimise. Computed here rather than
         # read from the checkpoint callback, so it exists in every run that validates
@@ -193,11 +194,11 @@ class SERModule(L.LightningModule):
 
     def on_test_epoch_start(self):
         self.confusion.reset()
-        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._test_predictions = []
 
     def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
         """(predicted, true) class of every test clip this process scored, in loader order."""
-        if not getattr(self, "_test_predictions", None):
+        if not self._test_predictions:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
         preds, labels = zip(*self._test_predictions)
         return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
@@ -214,12 +215,12 @@ class SERModule(L.LightningModule):
         """The trainable parameters: the network's, and the front end's (a pretrained encoder
         being fine-tuned) at ``encoder_lr`` where one is set (the standard recipe gives the
         encoder a rate well below the freshly initialised head's)."""
-        trainable = lambda module: [p for p in module.parameters() if p.requires_grad]  # noqa: E731
-        front = set(trainable(self.frontend))
-        groups = [{"params": [p for p in trainable(self) if p not in front]}]
+        front = [p for p in self.frontend.parameters() if p.requires_grad]
+        in_front = set(front)
+        groups = [{"params": [p for p in self.parameters() if p.requires_grad and p not in in_front]}]
         if front:
             rate = {"lr": self.hparams.encoder_lr} if self.hparams.get("encoder_lr") else {}
-            groups.append({"params": trainable(self.frontend), **rate})
+            groups.append({"params": front, **rate})
         return groups
 
     def restrict_to(self, classes: list[str]) -> None:

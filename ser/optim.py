@@ -51,8 +51,6 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {err}"
 
 
-
-
 def warmup_then_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.1
                        ) -> torch.optim.lr_scheduler.LambdaLR:
     """The fine-tuning schedule of pretrained encoders: the rate rises linearly from zero over

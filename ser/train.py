@@ -213,10 +213,10 @@ def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
     counts = model.confusion.compute().cpu().numpy().astype(int)
     results = make_results(cfg, metrics, counts, model.classes, datamodule,
                            best or ckpt or cfg.get("ckpt_path") or "")
-    return {**results, **by_speaker(cfg, model, datamodule, trainer.world_size), **validation}
+    return {**results, **speaker_scores(cfg, model, datamodule, trainer.world_size), **validation}
 
 
-def by_speaker(cfg, model, datamodule, world_size: int) -> dict:
+def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
     """Per-speaker UAR and the 95% intervals of the test scores, resampling speakers
     (``test_bootstrap`` resamples; 0: none)."""
     resamples = cfg.get("test_bootstrap", 1000)

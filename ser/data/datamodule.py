@@ -214,9 +214,10 @@ class SERDataModule(L.LightningDataModule):
         speakers = {name: len({c.speaker for c, s in zip(self.clips, self.assignment) if s == name})
                     for name in SPLITS}
         train = self.datasets["train"]
-        inputs = (f"{self.frozen_stage.description}, computed once" + (", normalised per speaker" if self.by_speaker
-                                                                       else "")
-                  if self.frozen_stage is not None else "waveforms")
+        inputs = "waveforms"
+        if self.frozen_stage is not None:
+            inputs = f"{self.frozen_stage.description}, computed once"
+            inputs += ", normalised per speaker" if self.by_speaker else ""
         where = "held on the device, batches gathered there" if isinstance(train, SpanDataset) else "read by the loaders"
         log.info("Split %s: %s clips, %s speakers; inputs: %s, %s", self.split, counts, speakers, inputs, where)
         if train.max_len is not None:
