@@ -51,10 +51,30 @@ def speaker_bootstrap(counts: np.ndarray, resamples: int, seed: int = 0, level: 
     replacement (each draw keeps all of a drawn speaker's clips): speakers are the unit that
     varies between studies, and clips of one speaker are not independent, so resampling clips
     would give intervals too narrow. ``counts``: per-speaker confusion counts ``[S, C, C]``."""
-    rng = np.random.default_rng(seed)
-    draws = rng.integers(len(counts), size=(resamples, len(counts)))
-    weights = np.stack([np.bincount(row, minlength=len(counts)) for row in draws])  # [R, S]
-    resampled = np.einsum("rs,sij->rij", weights, counts)
+    resampled = np.einsum("rs,sij->rij", speaker_draws(len(counts), resamples, seed), counts)
+    return {name: percentile_interval(values, level) for name, values in scores(resampled).items()}
+
+
+def paired_speaker_bootstrap(counts_a: np.ndarray, counts_b: np.ndarray, resamples: int, seed: int = 0,
+                             level: float = 0.95) -> dict:
+    """UAR(a) - UAR(b) of two models scored on the same test clips: its percentile interval
+    and a two-sided p-value when the speakers are resampled, the *same* draw for both models
+    (paired: what varies between draws is who was tested, and both models meet the same
+    speakers). ``counts_*``: per-speaker confusion counts ``[S, C, C]``, speakers aligned."""
+    weights = speaker_draws(len(counts_a), resamples, seed)
+    differences = (scores(np.einsum("rs,sij->rij", weights, counts_a))["uar"]
+                   - scores(np.einsum("rs,sij->rij", weights, counts_b))["uar"])
+    observed = float(scores(np.sum(counts_a, 0))["uar"] - scores(np.sum(counts_b, 0))["uar"])
+    p = min(1.0, 2 * min(float(np.mean(differences <= 0)), float(np.mean(differences >= 0))))
+    return {"difference": observed, "ci95": percentile_interval(differences, level), "p": p}
+
+
+def speaker_draws(speakers: int, resamples: int, seed: int) -> np.ndarray:
+    """``[resamples, speakers]``: how often each speaker is drawn in each resample."""
+    draws = np.random.default_rng(seed).integers(speakers, size=(resamples, speakers))
+    return np.stack([np.bincount(row, minlength=speakers) for row in draws])
+
+
+def percentile_interval(values: np.ndarray, level: float) -> list[float]:
     tail = (1 - level) / 2 * 100
-    return {name: [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]
-            for name, values in scores(resampled).items()}
+    return [float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))]

@@ -40,3 +40,42 @@ def save_confusion_matrix(counts: np.ndarray, classes: list[str], path: str | Pa
     fig = confusion_figure(counts, classes, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def save_grid_heatmap(grid: dict, path: str | Path, title: str) -> None:
+    """A cross-corpus grid (``ser.grid``): UAR per (trained on, tested on) cell, annotated."""
+    values = np.array([[np.nan if c is None else c["uar"] for c in row] for row in grid["cells"]])
+    fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(grid["test"]), 1.4 + 0.8 * len(grid["train"])))
+    image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(grid["test"])), grid["test"], rotation=30, ha="right")
+    ax.set_yticks(range(len(grid["train"])), grid["train"])
+    ax.set_xlabel("tested on")
+    ax.set_ylabel("trained on")
+    ax.set_title(title, fontsize=9)
+    for i, row in enumerate(grid["cells"]):
+        for j, c in enumerate(row):
+            text = "—" if c is None else f"{c['uar']:.2f}" + (f"\n[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c["ci95"] else "")
+            ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                    color="black" if c is not None and c["uar"] > 0.6 else "white")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="UAR")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_uar_bars(labels: list[str], uar: list[float], intervals: list, path: str | Path, chance: list[float]) -> None:
+    """One bar per run: test UAR with its 95% interval (where there is one) and chance marked."""
+    fig, ax = plt.subplots(figsize=(2 + 0.55 * len(labels), 3.6))
+    # max(0, ...): a float32 score may sit a rounding error outside its float64 interval
+    low = [max(0.0, u - i[0]) if i else 0 for u, i in zip(uar, intervals)]
+    high = [max(0.0, i[1] - u) if i else 0 for u, i in zip(uar, intervals)]
+    x = np.arange(len(labels))
+    ax.bar(x, uar, yerr=[low, high], capsize=3, color="#4c72b0")
+    ax.scatter(x, chance, marker="_", s=300, color="#c44e52", label="chance", zorder=3)
+    ax.set_xticks(x, labels, rotation=45, ha="right", fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test UAR")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -27,9 +27,10 @@ GPU_ACCELERATORS = ("gpu", "cuda")
 
 def check_config(cfg: DictConfig) -> None:
     """Raise :class:`ConfigError` (or the corpus's MissingCorpus) for a mistake in ``cfg``."""
-    check_data_options(**OmegaConf.to_container(cfg.data, resolve=True))
-    corpus = made("data", lambda: instantiate(cfg.data.corpus))
-    corpus.check_available(cfg.data.get("root"))
+    for data in [cfg.data, *cfg.get("test_corpora", {}).values()]:  # and every corpus of test_on
+        check_data_options(**OmegaConf.to_container(data, resolve=True))
+        corpus = made("data", lambda d=data: instantiate(d.corpus))
+        corpus.check_available(data.get("root"))
     if cfg.trainer.get("precision", "32-true") not in PRECISIONS:
         raise not_one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     check_model(cfg.model, accelerator=cfg.trainer.get("accelerator", "auto"))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 
 import lightning as L
@@ -46,6 +48,7 @@ def run(cfg: DictConfig) -> dict:
     it owns, so a mistake ends the run as one paragraph (:class:`ConfigError`) before any data
     is generated, decoded or cached.
     """
+    began = time.monotonic()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     label_runs(cfg)
@@ -81,6 +84,9 @@ def run(cfg: DictConfig) -> dict:
         results = fit_summary(trainer)  # read before testing resets the trainer's metrics
         if cfg.get("test", True):
             results = evaluate(cfg, trainer, model, datamodule, results)
+            if cfg.get("test_corpora"):
+                results["cross_corpus"] = cross_corpus(cfg, results, trainer.world_size)
+            results["wall_seconds"] = round(time.monotonic() - began, 1)
             if trainer.global_rank == 0:
                 report(results, out, loggers)
     torch.cuda.empty_cache()
@@ -146,10 +152,12 @@ def pruning(cfg: DictConfig) -> list:
 
 
 def fit_summary(trainer) -> dict:
-    """The module's running best of val/uar (what searches optimise) and the last epoch's
-    train/uar (its gap to test/uar says how much was learnt of the training speakers only)."""
-    return {key: float(trainer.callback_metrics[key]) for key in ("val/uar_best", "train/uar")
-            if key in trainer.callback_metrics}
+    """The module's running best of val/uar (what searches optimise), the last epoch's
+    train/uar (its gap to test/uar says how much was learnt of the training speakers only) and
+    the number of epochs trained."""
+    summary = {key: float(trainer.callback_metrics[key]) for key in ("val/uar_best", "train/uar")
+               if key in trainer.callback_metrics}
+    return {**summary, "epochs": trainer.current_epoch}
 
 
 def label_runs(cfg: DictConfig) -> None:
@@ -190,10 +198,14 @@ def trained_model(cfg: DictConfig) -> SERModule:
     (cross-corpus evaluation)."""
     if not cfg.get("ckpt_path"):
         raise UserError("train=false evaluates a trained model: pass ckpt_path=PATH/TO/best.ckpt")
-    model = SERModule.from_checkpoint(cfg.ckpt_path)
-    shared = [c for c in model.classes if c in cfg.data.emotions]
+    return scoring_shared_emotions(SERModule.from_checkpoint(cfg.ckpt_path), cfg.data.emotions)
+
+
+def scoring_shared_emotions(model: SERModule, emotions) -> SERModule:
+    """``model``, restricted to the emotions it knows and a corpus has."""
+    shared = [c for c in model.classes if c in emotions]
     if len(shared) < 2:
-        raise UserError(f"the model knows {model.classes} and data.emotions are {list(cfg.data.emotions)}: "
+        raise UserError(f"the model knows {model.classes} and the corpus has {list(emotions)}: "
                         "fewer than two emotions in common, nothing to evaluate")
     if shared != model.classes:
         log.info("Cross-corpus evaluation over the %d shared emotions %s", len(shared), shared)
@@ -209,25 +221,42 @@ def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
         ckpt = best or None
         if not best:
             log.warning("No best checkpoint (fast_dev_run or no validation): testing the current weights")
+    tested = test_scores(cfg, trainer, model, datamodule, ckpt)
+    return {**tested, **run_record(cfg, datamodule, best or ckpt or cfg.get("ckpt_path") or ""), **validation}
+
+
+def test_scores(cfg, trainer, model, datamodule, ckpt: str | None) -> dict:
+    """What a test split says of a model: its metrics, per-class recall, confusion counts, and
+    by speaker (below) the intervals."""
     metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
     counts = model.confusion.compute().cpu().numpy().astype(int)
-    results = make_results(cfg, metrics, counts, model.classes, datamodule,
-                           best or ckpt or cfg.get("ckpt_path") or "")
-    return {**results, **speaker_scores(cfg, model, datamodule, trainer.world_size), **validation}
+    recalls = normalise_rows(counts).diagonal()
+    return {
+        **{k: float(v) for k, v in sorted(metrics.items())},
+        "classes": model.classes,
+        "num_classes": len(model.classes),
+        "per_class_recall": dict(zip(model.classes, map(float, recalls))),
+        "confusion_matrix": counts.tolist(),
+        **datamodule.split_counts(),
+        **speaker_scores(cfg, model, datamodule, trainer.world_size),
+    }
 
 
 def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
-    """Per-speaker UAR and the 95% intervals of the test scores, resampling speakers
-    (``test_bootstrap`` resamples; 0: none)."""
+    """Per-speaker UAR and confusion counts, the 95% intervals of the test scores resampling
+    speakers (``test_bootstrap`` resamples; 0: none), and a digest of the clips scored (two
+    runs with the same digest can be compared speaker by speaker: ser-report does)."""
     resamples = cfg.get("test_bootstrap", 1000)
     if world_size > 1:  # each process scored a shard of the clips
         log.info("Intervals by speaker are computed in one process: score the checkpoint with "
                  "train=false on one device for them")
         return {}
     preds, labels = model.test_predictions()
-    speakers = datamodule.eval_speakers("test")[: len(preds)]  # trainer.limit_test_batches: the first clips
-    names, counts = per_speaker_confusion(preds, labels, speakers, len(model.classes))
-    out = {"per_speaker_uar": dict(zip(names, map(float, scores(counts)["uar"])))}
+    clips = datamodule.eval_clips("test")[: len(preds)]  # trainer.limit_test_batches: the first clips
+    names, counts = per_speaker_confusion(preds, labels, [c.speaker for c in clips], len(model.classes))
+    out = {"per_speaker_uar": dict(zip(names, map(float, scores(counts)["uar"]))),
+           "per_speaker_confusion": dict(zip(names, counts.tolist())),
+           "test_clips": hashlib.sha1("\n".join(sorted(c.path for c in clips)).encode()).hexdigest()}
     if resamples:
         intervals = speaker_bootstrap(counts, resamples, seed=cfg.get("seed") or 0)
         out.update({f"test/{name}_ci95": bounds for name, bounds in intervals.items()})
@@ -235,11 +264,49 @@ def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
     return out
 
 
+def cross_corpus(cfg, own: dict, world_size: int) -> dict:
+    """The best checkpoint on the test split of every corpus in ``test_on``, over the emotions
+    each shares with the model, drawn by this run's protocol (its own corpus: this run's test).
+    Each is tested as ``train=false`` would test it, by a Trainer of its own that logs nothing
+    (the run's loggers keep this run's own test scores)."""
+    if world_size > 1:
+        log.info("Cross-corpus scores are computed in one process: run train=false ckpt_path=... "
+                 "test_on=[...] on one device for them")
+        return {}
+    ckpt = own["best_ckpt"]
+    if not ckpt:
+        log.warning("No checkpoint to test on the test_on corpora (fast_dev_run?): cross-corpus scores left out")
+        return {}
+    scored = {cfg.choices.data: own}
+    for name, data_cfg in cfg.test_corpora.items():
+        if name in scored:
+            continue
+        model = scoring_shared_emotions(SERModule.from_checkpoint(ckpt), data_cfg.emotions)
+        datamodule = built("data", lambda d=data_cfg, m=model: instantiate(d, emotions=m.classes, frontend=m.frontend))
+        trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=False, callbacks=[],
+                                                       enable_checkpointing=False))
+        log.info("Testing %s on %s", ckpt, name)
+        scored[name] = test_scores(cfg, trainer, model, datamodule, None)
+    return {name: {key: value for key, value in results.items() if key in CROSS_CORPUS_KEYS}
+            for name, results in scored.items()}
+
+
+# What results.json keeps of each cross-corpus test (the full record is the corpus's own run's).
+CROSS_CORPUS_KEYS = ("test/uar", "test/war", "test/macro_f1", "test/uar_ci95", "test/war_ci95",
+                     "test/macro_f1_ci95", "classes", "confusion_matrix", "n_test", "per_speaker_uar")
+
+
 def report(results: dict, out: Path, loggers) -> None:
-    """results.json, the confusion matrix figure, the printed table and W&B's summary."""
+    """results.json, the confusion matrix figures, the printed table and W&B's summary."""
     (out / "results.json").write_text(json.dumps(results, indent=2))
     save_confusion_matrix(np.asarray(results["confusion_matrix"]), results["classes"], out / "confusion_matrix.png",
                           title=f"{results['model']} on {results['data']}: test UAR {results['test/uar']:.3f}")
+    for name, tested in results.get("cross_corpus", {}).items():
+        if name != results["data"]:
+            save_confusion_matrix(np.asarray(tested["confusion_matrix"]), tested["classes"],
+                                  out / f"confusion_matrix_{name}.png",
+                                  title=f"{results['model']} ({results['data']}) on {name}: "
+                                        f"test UAR {tested['test/uar']:.3f}")
     print_results(results, out)
     log_to_wandb(loggers, results, out / "confusion_matrix.png")
     return results
@@ -267,17 +334,13 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
         })
         for key in ("test/uar", "test/war", "test/macro_f1"):
             logger.experiment.summary[key] = results[key]
+        for name, tested in results.get("cross_corpus", {}).items():
+            logger.experiment.summary[f"cross_corpus/{name}/uar"] = tested["test/uar"]
 
 
-def make_results(cfg, metrics: dict, counts: np.ndarray, classes: list[str], datamodule, best_ckpt) -> dict:
-    recalls = normalise_rows(counts).diagonal()
+def run_record(cfg, datamodule, best_ckpt) -> dict:
+    """What the run was: protocol, names, seed, checkpoint."""
     return {
-        **{k: float(v) for k, v in sorted(metrics.items())},
-        "classes": classes,
-        "num_classes": len(classes),
-        "per_class_recall": dict(zip(classes, map(float, recalls))),
-        "confusion_matrix": counts.tolist(),
-        **datamodule.split_counts(),
         "split": datamodule.split,
         **({"split_file": str(cfg.data.split_file)} if datamodule.split == "file" else {}),
         "protocol": "speaker-dependent" if datamodule.split == "random" else "speaker-independent",
@@ -301,6 +364,11 @@ def print_results(results: dict, out: Path) -> None:
         table.add_row(key, f"{results[key]:.4f}{interval}")
     for name, recall in results["per_class_recall"].items():
         table.add_row(f"  recall/{name}", f"{recall:.3f}")
+    for name, tested in results.get("cross_corpus", {}).items():
+        if name != results["data"]:
+            low, high = tested.get("test/uar_ci95", (None, None))
+            interval = f"  [{low:.3f}, {high:.3f}]" if low is not None else ""
+            table.add_row(f"test/uar on {name} ({len(tested['classes'])} shared)", f"{tested['test/uar']:.4f}{interval}")
     console = Console()
     console.print(table)
     console.print(f"Run folder: {out}")

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
 
-from ser.metrics import per_speaker_confusion, scores, speaker_bootstrap
+from ser.metrics import paired_speaker_bootstrap, per_speaker_confusion, scores, speaker_bootstrap
 
 
 def simulated(speakers: int, seed: int = 0, clips: int = 24, classes: int = 4):
@@ -46,3 +46,18 @@ def test_intervals_contain_the_estimate_and_shrink_as_speakers_are_added():
     _, by_clip = per_speaker_confusion(preds, labels, [str(i) for i in range(len(preds))], 4)
     clip_width = np.subtract(*speaker_bootstrap(by_clip, 2000)["uar"][::-1])
     assert clip_width < widths[0]
+
+
+def test_the_paired_test_finds_a_real_difference_and_none_between_equals():
+    preds, labels, who = simulated(20, seed=3)
+    _, counts = per_speaker_confusion(preds, labels, who, 4)
+    same = paired_speaker_bootstrap(counts, counts.copy(), 2000)
+    assert same["difference"] == 0 and same["ci95"] == [0.0, 0.0] and same["p"] == 1.0
+    # b: a's predictions with one in ten of its right answers made wrong
+    worse = np.where((preds == labels) & (np.arange(len(preds)) % 10 == 0), (labels + 1) % 4, preds)
+    _, counts_b = per_speaker_confusion(worse, labels, who, 4)
+    paired = paired_speaker_bootstrap(counts, counts_b, 2000)
+    assert paired["difference"] > 0 and paired["ci95"][0] > 0 and paired["p"] < 0.01
+    # Unpaired, the two models' intervals overlap: pairing takes the speakers' spread away.
+    a, b = speaker_bootstrap(counts, 2000)["uar"], speaker_bootstrap(counts_b, 2000)["uar"]
+    assert b[1] > a[0]

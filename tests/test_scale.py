@@ -107,15 +107,6 @@ def test_bf16_mixed_precision_on_cpu(train_cli, tmp_path):
     assert np.isfinite(results["test/loss"])
 
 
-def test_multirun_over_two_models(cache_dir, tmp_path):
-    proc = subprocess.run([sys.executable, "train.py", "-m", "model=cnn,lstm", *QUICK,
-                           f"hydra.sweep.dir={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted((json.loads(p.read_text()) for p in tmp_path.glob("*/results.json")), key=lambda r: r["model"])
-    assert [r["model"] for r in results] == ["cnn", "lstm"]
-    assert [r["model_class"] for r in results] == ["ser.models.cnn.BaseCNN", "ser.models.lstm.LSTMClassifier"]
-
-
 @pytest.mark.parametrize("launcher", ["joblib", "slurm"])
 def test_launcher_configs_compose(compose_cfg, launcher):
     from conftest import compose_train

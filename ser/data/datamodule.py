@@ -261,11 +261,11 @@ class SERDataModule(L.LightningDataModule):
         # Sorted by length: least padding. Models are padding-invariant, so order is harmless.
         return np.argsort(ds.lengths(), kind="stable") if self.bucket_by_length else np.arange(len(ds))
 
-    def eval_speakers(self, name: str) -> list[str]:
-        """The speaker of each clip of a split, in the order its loader visits them."""
-        speaker_of = {c.path: c.speaker for c in self.clips}
+    def eval_clips(self, name: str) -> list[Clip]:
+        """The clips of a split, in the order its evaluation loader visits them."""
+        clip_of = {c.path: c for c in self.clips}
         paths = self.datasets[name].paths
-        return [speaker_of[paths[i]] for i in self.eval_order(name)]
+        return [clip_of[paths[i]] for i in self.eval_order(name)]
 
     def _eval_loader(self, name):
         ds = self.datasets[name]

@@ -1,0 +1,218 @@
+"""One report for a run folder or a multirun/sweep folder: report.md and a self-contained report.html.
+
+    ser-report logs/train/multiruns/2026-12-02_10-00-00_1234-ab12
+
+Reads every ``results.json`` below the folder: a table of runs (model and corpus by their
+config names, protocol, test UAR with its speaker interval, WAR, macro F1, epochs, wall time),
+the runs that differ only by seed grouped with mean ± std, a bar chart of UAR with intervals,
+the confusion matrices side by side, a paired bootstrap over speakers for every two runs
+scored on the same test clips, and the cross-corpus grid when the runs have one. The HTML
+holds its figures inline (no server, no network): it opens in any browser and can be mailed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import itertools
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ser.grid import cell_text, cross_corpus_grid, grid_markdown
+from ser.metrics import paired_speaker_bootstrap
+
+PAIRED_RESAMPLES = 2000
+
+
+def load_runs(folder: Path) -> list[dict]:
+    runs = []
+    for path in sorted(folder.rglob("results.json"), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts]):
+        results = json.loads(path.read_text())
+        results["folder"] = str(path.parent.relative_to(folder)) or "."
+        runs.append(results)
+    if not runs:
+        raise SystemExit(f"error: no results.json below {folder}: point ser-report at a run or multirun folder")
+    return runs
+
+
+def label(run: dict) -> str:
+    return f"{run['model']} / {run['data']} / seed {run.get('seed')} ({run['folder']})"
+
+
+def interval(run: dict, key: str = "test/uar") -> str:
+    bounds = run.get(f"{key}_ci95")
+    return f"{run[key]:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else f"{run[key]:.3f}"
+
+
+def run_rows(runs: list[dict]) -> list[list[str]]:
+    def seconds(run):
+        return f"{run['wall_seconds']:.0f} s" if run.get("wall_seconds") is not None else "—"
+
+    return [[run["folder"], run["model"], run["data"], f"{run['split']} ({run['protocol']})", str(run.get("seed")),
+             interval(run), f"{run['test/war']:.3f}", f"{run['test/macro_f1']:.3f}",
+             str(run.get("epochs", "—")), seconds(run)] for run in runs]
+
+
+RUN_COLUMNS = ["run", "model", "corpus", "split (protocol)", "seed", "test UAR [95% CI]", "WAR", "macro F1",
+               "epochs", "wall time"]
+
+
+def seed_groups(runs: list[dict]) -> list[list[str]]:
+    """Runs of the same model, corpus and protocol (seeds, folds): mean ± std of each score."""
+    groups: dict[tuple, list[dict]] = {}
+    for run in runs:
+        groups.setdefault((run["model"], run["data"], run["split"]), []).append(run)
+    rows = []
+    for (model, data, split), members in groups.items():
+        seeds = ", ".join(str(m.get("seed")) for m in members)
+        rows.append([model, data, split, str(len(members)), seeds,
+                     *(spread([m[key] for m in members]) for key in ("test/uar", "test/war", "test/macro_f1"))])
+    return rows
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+
+
+GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "test UAR", "WAR", "macro F1"]
+
+
+def paired_rows(runs: list[dict]) -> list[list[str]]:
+    """Every two runs scored on the same test clips and classes: UAR(a) - UAR(b), with its
+    95% interval and two-sided p from resampling the shared test speakers (one draw for both)."""
+    rows = []
+    for a, b in itertools.combinations(runs, 2):
+        if not (a.get("test_clips") and a.get("test_clips") == b.get("test_clips") and a["classes"] == b["classes"]
+                and a.get("per_speaker_confusion") and b.get("per_speaker_confusion")):
+            continue
+        speakers = sorted(a["per_speaker_confusion"])
+        test = paired_speaker_bootstrap(np.array([a["per_speaker_confusion"][s] for s in speakers]),
+                                        np.array([b["per_speaker_confusion"][s] for s in speakers]),
+                                        PAIRED_RESAMPLES, seed=0)
+        low, high = test["ci95"]
+        rows.append([label(a), label(b), f"{test['difference']:+.3f}", f"[{low:+.3f}, {high:+.3f}]",
+                     f"{test['p']:.3f}", str(len(speakers))])
+    return rows
+
+
+PAIRED_COLUMNS = ["run a", "run b", "UAR a − b", "95% CI", "p (two-sided)", "test speakers"]
+
+
+def markdown_table(columns: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def html_table(columns: list[str], rows: list[list[str]], table_id: str) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def inline_png(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def confusion_figures(folder: Path, runs: list[dict], scratch: Path) -> list[tuple[str, Path]]:
+    """Each run's confusion matrix figure (drawn again from its counts where the file is gone)."""
+    from ser.plots import save_confusion_matrix
+
+    figures = []
+    for i, run in enumerate(runs):
+        path = folder / run["folder"] / "confusion_matrix.png"
+        if not path.is_file():
+            path = scratch / f"confusion_{i}.png"
+            save_confusion_matrix(np.asarray(run["confusion_matrix"]), run["classes"], path,
+                                  title=f"{run['model']} on {run['data']}: test UAR {run['test/uar']:.3f}")
+        figures.append((label(run), path))
+    return figures
+
+
+def write_report(folder: str | Path) -> tuple[Path, Path]:
+    """report.md (figures beside it) and report.html (figures inline) in ``folder``."""
+    from ser.plots import save_grid_heatmap, save_uar_bars
+
+    folder = Path(folder)
+    runs = load_runs(folder)
+    bars = folder / "report_uar.png"
+    save_uar_bars([f"{r['model']}/{r['data']}/{r.get('seed')}" for r in runs], [r["test/uar"] for r in runs],
+                  [r.get("test/uar_ci95") for r in runs], bars, chance=[1 / r["num_classes"] for r in runs])
+    grid = cross_corpus_grid(folder)
+    heatmaps = []
+    for model, g in grid.items():
+        heatmaps.append((model, folder / f"report_cross_corpus_{model}.png"))
+        save_grid_heatmap(g, heatmaps[-1][1], title=f"{model}: test UAR, trained x tested on")
+    sections = [
+        ("Runs", RUN_COLUMNS, run_rows(runs), "runs"),
+        ("Grouped over seeds (mean ± std)", GROUP_COLUMNS, seed_groups(runs), "groups"),
+        ("Paired comparisons on the same test clips (bootstrap over speakers)", PAIRED_COLUMNS,
+         paired_rows(runs), "paired"),
+    ]
+    with tempfile.TemporaryDirectory() as scratch:
+        confusions = confusion_figures(folder, runs, Path(scratch))
+        md = markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps)
+        page = html_report(folder, runs, sections, bars, confusions, grid, heatmaps)
+    (folder / "report.md").write_text(md)
+    (folder / "report.html").write_text(page)
+    return folder / "report.md", folder / "report.html"
+
+
+def intro(folder: Path, runs: list[dict]) -> str:
+    return (f"{len(runs)} run(s) below {folder}. UAR is unweighted average recall; intervals are 95% "
+            "percentile intervals from resampling test speakers with replacement.")
+
+
+def markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str:
+    parts = [f"# ser report: {folder.name}", "", intro(folder, runs), ""]
+    for title, columns, rows, _ in sections:
+        parts += [f"## {title}", "", markdown_table(columns, rows) if rows else "(none)", ""]
+    parts += ["## Test UAR", "", f"![test UAR with 95% intervals]({bars.name})", "", "## Confusion matrices", ""]
+    parts += [f"![{name}]({path.relative_to(folder) if path.is_relative_to(folder) else path})" for name, path in confusions]
+    if grid:
+        parts += ["", "## Cross-corpus", "", grid_markdown(grid)]
+        parts += [f"![{model}]({path.name})" for model, path in heatmaps]
+    return "\n".join(parts) + "\n"
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
+th,td{border:1px solid #ccc;padding:.3em .6em;font-size:.9em}td{text-align:right}td:first-child{text-align:left}
+th{background:#f0f0f0}.figures{display:flex;flex-wrap:wrap;gap:1em}.figures figure{margin:0}
+figcaption{font-size:.8em;max-width:28em}img{max-width:100%}"""
+
+
+def html_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str:
+    def figure(name, path):
+        return (f'<figure><img src="{inline_png(path)}" alt="{html.escape(name)}">'
+                f"<figcaption>{html.escape(name)}</figcaption></figure>")
+
+    body = [f"<h1>ser report: {html.escape(folder.name)}</h1>", f"<p>{html.escape(intro(folder, runs))}</p>"]
+    for title, columns, rows, table_id in sections:
+        body += [f"<h2>{html.escape(title)}</h2>", html_table(columns, rows, table_id) if rows else "<p>(none)</p>"]
+    body += ["<h2>Test UAR</h2>", f'<div class="figures">{figure("test UAR with 95% intervals", bars)}</div>',
+             "<h2>Confusion matrices</h2>", '<div class="figures">' + "".join(figure(*c) for c in confusions) + "</div>"]
+    if grid:
+        body.append("<h2>Cross-corpus</h2>")
+        for model, g in grid.items():
+            rows = [[train, *map(cell_text, row)] for train, row in zip(g["train"], g["cells"])]
+            body.append(html_table(["trained on \\ tested on", *g["test"]], rows, f"grid-{model}"))
+        body.append('<div class="figures">' + "".join(figure(*h) for h in heatmaps) + "</div>")
+    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>ser report: {html.escape(folder.name)}'
+            f"</title><style>{STYLE}</style></head><body>{''.join(body)}</body></html>\n")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="a run folder, or a multirun/sweep folder (searched recursively)")
+    args = parser.parse_args(argv)
+    md, page = write_report(args.folder)
+    print(f"wrote {md} and {page}")
+
+
+if __name__ == "__main__":
+    main()
