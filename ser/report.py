@@ -182,8 +182,8 @@ def markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps) ->
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse;margin:1em 0}
 th,td{border:1px solid #ccc;padding:.3em .6em;font-size:.9em}td{text-align:right}td:first-child{text-align:left}
-th{background:#f0f0f0}.figures{display:flex;flex-wrap:wrap;gap:1em}.figures figure{margin:0}
-figcaption{font-size:.8em;max-width:28em}img{max-width:100%}"""
+th{background:#f0f0f0}.figures{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
+.figures figure{margin:0;width:26em}.figures img{width:100%}figcaption{font-size:.8em}"""
 
 
 def html_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str:
