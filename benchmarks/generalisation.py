@@ -45,6 +45,7 @@ RECIPES = {
     "mixup": ["augment.mixup=0.4"],
     "ema": ["callbacks=ema"],
     "8_epochs": ["trainer.max_epochs=8"],
+    "egemaps_mlp": ["model=egemaps_mlp"],  # the eGeMAPS baseline inside ser: its splits, epochs, checkpoint choice
 }
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
