@@ -25,10 +25,14 @@ def aggregate(folder: str | Path) -> dict:
     for key in METRICS:
         values = [r[key] for r in runs if key in r]
         if values:
-            summary[key] = {"mean": statistics.fmean(values),
-                            "std": statistics.stdev(values) if len(values) > 1 else 0.0,
-                            "values": values}
+            mean, std = mean_std(values)
+            summary[key] = {"mean": mean, "std": std, "values": values}
     return summary
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample std over runs (std 0 for a single run)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main(argv=None) -> None:

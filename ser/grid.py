@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import logging
-import statistics
 from pathlib import Path
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ser.aggregate import mean_std
 from ser.errors import ConfigError, not_one_of
 
 log = logging.getLogger(__name__)
@@ -89,17 +89,25 @@ def cell(tested: list[dict]) -> dict | None:
     if not tested:
         return None
     uars = [t["test/uar"] for t in tested]
-    return {"uar": statistics.fmean(uars), "std": statistics.stdev(uars) if len(uars) > 1 else 0.0,
-            "runs": len(uars), "ci95": tested[0].get("test/uar_ci95") if len(uars) == 1 else None,
+    mean, std = mean_std(uars)
+    return {"uar": mean, "std": std, "runs": len(uars),
+            "ci95": tested[0].get("test/uar_ci95") if len(uars) == 1 else None,
             "classes": tested[0]["classes"], "n_test": tested[0].get("n_test")}
+
+
+def with_interval(value: float, bounds: list[float] | None, digits: int = 3) -> str:
+    """``0.512 [0.431, 0.598]``, or the value alone when it has no interval."""
+    if not bounds:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def cell_text(c: dict | None) -> str:
     if c is None:
         return "—"
-    if c["ci95"]:
-        return f"{c['uar']:.3f} [{c['ci95'][0]:.3f}, {c['ci95'][1]:.3f}]"
-    return f"{c['uar']:.3f} ± {c['std']:.3f} (n={c['runs']})" if c["runs"] > 1 else f"{c['uar']:.3f}"
+    if c["runs"] > 1:
+        return f"{c['uar']:.3f} ± {c['std']:.3f} (n={c['runs']})"
+    return with_interval(c["uar"], c["ci95"])
 
 
 def grid_markdown(grid: dict) -> str:

@@ -17,13 +17,12 @@ import base64
 import html
 import itertools
 import json
-import statistics
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ser.grid import cell_text, cross_corpus_grid, grid_markdown
+from ser.aggregate import mean_std
+from ser.grid import cell_text, grid_markdown, with_interval, write_grid
 from ser.metrics import paired_speaker_bootstrap
 
 PAIRED_RESAMPLES = 2000
@@ -31,7 +30,7 @@ PAIRED_RESAMPLES = 2000
 
 def load_runs(folder: Path) -> list[dict]:
     runs = []
-    for path in sorted(folder.rglob("results.json"), key=lambda p: [int(s) if s.isdigit() else s for s in p.parts]):
+    for path in sorted(folder.rglob("results.json"), key=natural_order):
         results = json.loads(path.read_text())
         results["folder"] = str(path.parent.relative_to(folder)) or "."
         runs.append(results)
@@ -40,13 +39,13 @@ def load_runs(folder: Path) -> list[dict]:
     return runs
 
 
+def natural_order(path: Path) -> list[tuple[int, int | str]]:
+    """Job folders 0, 1, ..., 10 in numeric order; numbers sort before names."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.parts]
+
+
 def label(run: dict) -> str:
     return f"{run['model']} / {run['data']} / seed {run.get('seed')} ({run['folder']})"
-
-
-def interval(run: dict, key: str = "test/uar") -> str:
-    bounds = run.get(f"{key}_ci95")
-    return f"{run[key]:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]" if bounds else f"{run[key]:.3f}"
 
 
 def run_rows(runs: list[dict]) -> list[list[str]]:
@@ -54,7 +53,7 @@ def run_rows(runs: list[dict]) -> list[list[str]]:
         return f"{run['wall_seconds']:.0f} s" if run.get("wall_seconds") is not None else "—"
 
     return [[run["folder"], run["model"], run["data"], f"{run['split']} ({run['protocol']})", str(run.get("seed")),
-             interval(run), f"{run['test/war']:.3f}", f"{run['test/macro_f1']:.3f}",
+             with_interval(run["test/uar"], run.get("test/uar_ci95")), f"{run['test/war']:.3f}", f"{run['test/macro_f1']:.3f}",
              str(run.get("epochs", "—")), seconds(run)] for run in runs]
 
 
@@ -76,7 +75,7 @@ def seed_groups(runs: list[dict]) -> list[list[str]]:
 
 
 def spread(values: list[float]) -> str:
-    return f"{statistics.fmean(values):.3f} ± {statistics.stdev(values) if len(values) > 1 else 0:.3f}"
+    return "{:.3f} ± {:.3f}".format(*mean_std(values))
 
 
 GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "test UAR", "WAR", "macro F1"]
@@ -119,15 +118,16 @@ def inline_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
-def confusion_figures(folder: Path, runs: list[dict], scratch: Path) -> list[tuple[str, Path]]:
-    """Each run's confusion matrix figure (drawn again from its counts where the file is gone)."""
+def confusion_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
+    """Each run's confusion matrix figure; where the file is gone, drawn again from its counts
+    into the report's folder (report.md links to it)."""
     from ser.plots import save_confusion_matrix
 
     figures = []
     for i, run in enumerate(runs):
         path = folder / run["folder"] / "confusion_matrix.png"
         if not path.is_file():
-            path = scratch / f"confusion_{i}.png"
+            path = folder / f"report_confusion_{i}.png"
             save_confusion_matrix(np.asarray(run["confusion_matrix"]), run["classes"], path,
                                   title=f"{run['model']} on {run['data']}: test UAR {run['test/uar']:.3f}")
         figures.append((label(run), path))
@@ -136,30 +136,24 @@ def confusion_figures(folder: Path, runs: list[dict], scratch: Path) -> list[tup
 
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """report.md (figures beside it) and report.html (figures inline) in ``folder``."""
-    from ser.plots import save_grid_heatmap, save_uar_bars
+    from ser.plots import save_uar_bars
 
     folder = Path(folder)
     runs = load_runs(folder)
     bars = folder / "report_uar.png"
     save_uar_bars([f"{r['model']}/{r['data']}/{r.get('seed')}" for r in runs], [r["test/uar"] for r in runs],
                   [r.get("test/uar_ci95") for r in runs], bars, chance=[1 / r["num_classes"] for r in runs])
-    grid = cross_corpus_grid(folder)
-    heatmaps = []
-    for model, g in grid.items():
-        heatmaps.append((model, folder / f"report_cross_corpus_{model}.png"))
-        save_grid_heatmap(g, heatmaps[-1][1], title=f"{model}: test UAR, trained x tested on")
+    grid = write_grid(folder)  # also what a multirun writes at its end: cross_corpus.json/.md/.png
+    heatmaps = [(model, folder / f"cross_corpus_{model}.png") for model in grid]
     sections = [
         ("Runs", RUN_COLUMNS, run_rows(runs), "runs"),
         ("Grouped over seeds (mean ± std)", GROUP_COLUMNS, seed_groups(runs), "groups"),
         ("Paired comparisons on the same test clips (bootstrap over speakers)", PAIRED_COLUMNS,
          paired_rows(runs), "paired"),
     ]
-    with tempfile.TemporaryDirectory() as scratch:
-        confusions = confusion_figures(folder, runs, Path(scratch))
-        md = markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps)
-        page = html_report(folder, runs, sections, bars, confusions, grid, heatmaps)
-    (folder / "report.md").write_text(md)
-    (folder / "report.html").write_text(page)
+    confusions = confusion_figures(folder, runs)
+    (folder / "report.md").write_text(markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps))
+    (folder / "report.html").write_text(html_report(folder, runs, sections, bars, confusions, grid, heatmaps))
     return folder / "report.md", folder / "report.html"
 
 
@@ -173,7 +167,7 @@ def markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps) ->
     for title, columns, rows, _ in sections:
         parts += [f"## {title}", "", markdown_table(columns, rows) if rows else "(none)", ""]
     parts += ["## Test UAR", "", f"![test UAR with 95% intervals]({bars.name})", "", "## Confusion matrices", ""]
-    parts += [f"![{name}]({path.relative_to(folder) if path.is_relative_to(folder) else path})" for name, path in confusions]
+    parts += [f"![{name}]({path.relative_to(folder)})" for name, path in confusions]
     if grid:
         parts += ["", "## Cross-corpus", "", grid_markdown(grid)]
         parts += [f"![{model}]({path.name})" for model, path in heatmaps]

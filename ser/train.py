@@ -25,6 +25,7 @@ from rich.table import Table
 
 from ser.callbacks import ValidationFinishesFirst
 from ser.errors import ConfigError, UserError
+from ser.grid import with_interval
 from ser.metrics import per_speaker_confusion, scores, speaker_bootstrap
 from ser.module import SERModule
 from ser.plots import normalise_rows, save_confusion_matrix
@@ -359,16 +360,13 @@ def print_results(results: dict, out: Path) -> None:
     table.add_column("metric")
     table.add_column("value [95% interval, speakers resampled]", justify="right")
     for key in ("test/uar", "test/war", "test/macro_f1"):
-        low, high = results.get(f"{key}_ci95", (None, None))
-        interval = f"  [{low:.3f}, {high:.3f}]" if low is not None else ""
-        table.add_row(key, f"{results[key]:.4f}{interval}")
+        table.add_row(key, with_interval(results[key], results.get(f"{key}_ci95"), digits=4))
     for name, recall in results["per_class_recall"].items():
         table.add_row(f"  recall/{name}", f"{recall:.3f}")
     for name, tested in results.get("cross_corpus", {}).items():
         if name != results["data"]:
-            low, high = tested.get("test/uar_ci95", (None, None))
-            interval = f"  [{low:.3f}, {high:.3f}]" if low is not None else ""
-            table.add_row(f"test/uar on {name} ({len(tested['classes'])} shared)", f"{tested['test/uar']:.4f}{interval}")
+            table.add_row(f"test/uar on {name} ({len(tested['classes'])} shared)",
+                          with_interval(tested["test/uar"], tested.get("test/uar_ci95"), digits=4))
     console = Console()
     console.print(table)
     console.print(f"Run folder: {out}")

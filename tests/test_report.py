@@ -100,6 +100,8 @@ def test_the_report_of_two_models_by_two_seeds_renders_in_a_browser(cache_dir, t
     assert len(re.findall(r"\| cnn / synthetic / seed (\d) .*?\| lstm / synthetic / seed \1 ", md)) == 2, md
     assert "seed 1 (0) | lstm / synthetic / seed 2" not in md
     assert (sweep / "report_uar.png").stat().st_size > 5_000
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", md)
+    assert len(linked) == 5 and all((sweep / link).is_file() for link in linked), linked  # report.md's figures exist
 
     page = rendered(sweep / "report.html", tmp_path / "chromium")
     assert page["title"] == "ser report: sweep"
