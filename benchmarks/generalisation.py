@@ -42,10 +42,17 @@ RECIPES = {
     "freq_warp": ["augment.freq_warp=0.1"],
     "dropout_wd": ["model.net.dropout=0.3", "model.optimizer.weight_decay=0.0001"],
     "specaug_x2": ["augment.num_masks=2"],
+    "speed": ["augment.speed=0.1"],  # Kaldi's 0.9-1.1, on the cached log-mel
+    "speed_0.2": ["augment.speed=0.2"],
     "mixup": ["augment.mixup=0.4"],
     "ema": ["callbacks=ema"],
     "8_epochs": ["trainer.max_epochs=8"],
-    "egemaps_mlp": ["model=egemaps_mlp"],  # the eGeMAPS baseline inside ser: its splits, epochs, checkpoint choice
+    "last_epoch": ["callbacks.model_checkpoint.monitor=null"],  # test the last epoch, not the best on val
+    "egemaps_mlp": ["model=egemaps_mlp"],
+    "hop_256": ["features.n_fft=1024", "features.hop_length=256"],  # 64 ms windows every 16 ms
+    "small_net": ["model.net.channels=[16,32,64,128]", "model.net.hidden_size=64"],
+    "regularised": ["augment.mixup=0.4", "augment.num_masks=2", "callbacks=ema", "model.net.dropout=0.3",
+                    "model.optimizer.weight_decay=0.0001"],  # every regulariser above at once  # the eGeMAPS baseline inside ser: its splits, epochs, checkpoint choice
 }
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 

@@ -121,7 +121,7 @@ class SERModule(L.LightningModule):
     def _train_features(self, inputs, lengths):
         gain_db = self.augment.random_gain(len(inputs), inputs.device)
         feats, frames = self.frontend(inputs, lengths, gain_db)
-        return self.augment.features(feats, frames), frames
+        return self.augment.features(feats, frames)
 
     def _train_logits(self, inputs, lengths):
         return self.net(*self._train_features(inputs, lengths))

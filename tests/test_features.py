@@ -40,7 +40,7 @@ def test_spec_augment_masks_one_band_and_one_span_inside_real_frames():
     torch.manual_seed(0)
     aug = Augment(freq_mask=10, time_mask=5, p=1.0)
     frames = torch.tensor([50, 30, 20, 10] * 50)
-    out = aug.features(torch.ones(len(frames), 128, 50), frames)
+    out, _ = aug.features(torch.ones(len(frames), 128, 50), frames)
     for clip, n in zip(out, frames.tolist()):
         assert (clip[:, n:] == 0).all()  # padding stays zero
         real = clip[:, :n]
@@ -58,7 +58,7 @@ def test_spec_augment_masks_short_clips_in_a_long_batch_as_often_as_long_ones():
     torch.manual_seed(0)
     aug = Augment(freq_mask=0, time_mask=35, p=0.5)
     frames = torch.tensor([12, 400] * 4000)
-    out = aug.features(torch.ones(len(frames), 2, 400), frames)
+    out, _ = aug.features(torch.ones(len(frames), 2, 400), frames)
     masked = (out[:, 0] == 0) & (torch.arange(400) < frames[:, None])  # masked real frames
     hit = masked.any(dim=1).float()
     expected = 0.5 * 35 / 36  # applied with p, and a width of 0 is drawn 1 time in 36
@@ -71,7 +71,7 @@ def test_spec_augment_masks_short_clips_in_a_long_batch_as_often_as_long_ones():
 def test_spec_augment_with_p_zero_only_zeroes_padding():
     aug = Augment(p=0.0)
     feats, frames = torch.randn(3, 128, 40), torch.tensor([40, 25, 7])
-    out = aug.features(feats, frames)
+    out, _ = aug.features(feats, frames)
     torch.testing.assert_close(out, feats * (torch.arange(40) < frames[:, None])[:, None, :])
 
 
@@ -108,12 +108,35 @@ def test_frequency_warp_stretches_each_clip_and_keeps_padding_zero():
     feats[:, 20, :8] = 1.0  # one band, 8 real frames
     frames = torch.tensor([8, 8, 8])
     augment = Augment(gain_db=0, freq_mask=0, time_mask=0, freq_warp=0.2)
-    out = augment.features(feats, frames)
+    out, _ = augment.features(feats, frames)
     assert out.shape == feats.shape and (out[:, :, 8:] == 0).all()
     peaks = (out[:, :, 0] * torch.arange(40)).sum(1) / out[:, :, 0].sum(1)  # where the band went
     assert ((peaks > 20 / 1.2 - 1e-4) & (peaks < 20 / 0.8 + 1e-4)).all()
     assert peaks.unique().numel() == 3  # a factor per clip
-    assert torch.equal(Augment(freq_mask=0, time_mask=0).features(feats, frames), feats)  # off by default
+    assert torch.equal(Augment(freq_mask=0, time_mask=0).features(feats, frames)[0], feats)  # off by default
+
+
+def test_speed_perturbation_stretches_time_and_frequency_together_per_clip():
+    torch.manual_seed(0)
+    feats = torch.zeros(4, 40, 300)
+    feats[:, 20, :200] = 1.0  # one band over 200 real frames
+    feats[:, :, 100] = 2.0  # and a marker frame half way
+    frames = torch.tensor([200, 200, 200, 200])
+    augment = Augment(gain_db=0, freq_mask=0, time_mask=0, speed=0.2)
+    out, new_frames = augment.features(feats, frames)
+    assert ((new_frames >= 199 // 1.2 + 1) & (new_frames <= 199 // 0.8 + 1)).all()
+    assert new_frames.unique().numel() == 4  # a speed per clip
+    assert out.shape[-1] == new_frames.max()
+    for clip, count in zip(out, new_frames):
+        assert (clip[:, count:] == 0).all() and (clip[:, :count].sum(0) > 0).all()  # padding stays zero
+        speed = 199 / (count - 1)  # about: the last real frame reads the last frame
+        marker = clip[0, :count].argmax()  # the marker frame moves to 100 / speed
+        assert abs(marker - 100 / speed) <= 1.5
+        band = clip[:, 0]  # the band moves up by the speed
+        peak = (band * torch.arange(40)).sum() / band.sum()
+        assert abs(peak - 20 * speed) <= 1.0
+    same, same_frames = Augment(freq_mask=0, time_mask=0).features(feats, frames)  # off by default
+    assert torch.equal(same, feats) and torch.equal(same_frames, frames)
 
 
 def test_speaker_normalised_front_end_takes_cached_features_as_they_come_and_normalises_a_lone_clip():
