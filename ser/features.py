@@ -171,14 +171,18 @@ class EgemapsFrontend(nn.Module):
     (:class:`EgemapsStage`) and caches them like the log-mel; the head reads one 88-value frame.
     """
 
-    normalize = "none"  # the head standardises the functionals (their scales differ by orders)
     min_samples = 1600  # 0.1 s: openSMILE's pitch and formant trackers need a few frames
 
-    def __init__(self, sample_rate: int = 16000, feature_set: str = "eGeMAPSv02"):
+    def __init__(self, sample_rate: int = 16000, feature_set: str = "eGeMAPSv02", normalize: str = "none"):
+        """``normalize="speaker"``: the data side standardises each functional over each
+        speaker's clips (the SER standard for functionals); "none": the head standardises them
+        over the training split only."""
         super().__init__()
         import opensmile
 
-        self.sample_rate, self.feature_set = sample_rate, feature_set
+        if normalize not in ("speaker", "none"):
+            raise not_one_of("features.normalize", normalize, ("speaker", "none"))
+        self.sample_rate, self.feature_set, self.normalize = sample_rate, feature_set, normalize
         try:
             chosen = opensmile.FeatureSet[feature_set]
         except KeyError:

@@ -1,6 +1,6 @@
 """ser-predict: emotion probabilities for audio files from a trained checkpoint.
 
-    ser-predict --ckpt logs/train/runs/<run>/checkpoints/best.ckpt clip.wav more/ ...
+    ser-predict --ckpt logs/train/runs/<run>/checkpoints/last.ckpt clip.wav more/ ...
 
 Prints one JSON object per file, in the order given (folders sorted):
 {"path": ..., "emotion": ..., "probs": {emotion: p}, "windows": [{"start": s, "end": s,
@@ -26,6 +26,7 @@ from ser.data.audio import DECODE_THREADS, try_load_mono
 from ser.data.corpora import AUDIO_SUFFIXES
 from ser.data.loading import pad_batch
 from ser.errors import UserError
+from ser.features import EgemapsFrontend
 from ser.module import SERModule
 
 
@@ -52,21 +53,50 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_ba
     while the model scores this one, so memory stays at two chunks whatever the folder's size.
     Within a chunk, windows of similar length are batched together: little padding, and the
     models are padding-invariant anyway.
+
+    A model on functionals normalised per speaker (``features=egemaps``,
+    ``features.normalize=speaker``) takes the files of one call as one speaker's clips: every
+    window's functionals are standardised over all of them, as training standardised each
+    speaker's, so the call keeps each window's functionals (88 numbers), not its audio.
     """
     device = next(module.parameters()).device
     module.eval()
     rate, size = module.sample_rate, max(1, int(window_seconds * module.sample_rate))
-    for chunk in _decoded_chunks(files, rate, batch_size * chunk_batches):
-        readable = [(path, samples) for path, samples in chunk if samples is not None]
-        spans = [windows(len(samples), size, module.frontend.min_samples) for _, samples in readable]
-        pieces = [samples[a:b] for (_, samples), spans_of in zip(readable, spans) for a, b in spans_of]
-        probs = iter(_probabilities(module, pieces, batch_size, device))
-        for (path, _), spans_of in zip(readable, spans):
+    chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, module.frontend.min_samples)
+    if isinstance(module.frontend, EgemapsFrontend) and module.frontend.normalize == "speaker":
+        chunks = [_as_one_speaker(module.frontend, list(chunks), batch_size)]
+    for chunk in chunks:
+        probs = iter(_probabilities(module, [piece for _, _, pieces in chunk for piece in pieces], batch_size, device))
+        for path, spans_of, _ in chunk:
             scored = [(a, b, next(probs)) for a, b in spans_of]
             whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
             yield {"path": str(path), **_named(module.classes, whole),
                    "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **_named(module.classes, p)}
                                for a, b, p in scored]}
+
+
+def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shortest: int) -> Iterator[list]:
+    """Chunks of (path, window spans, window samples) of the readable files."""
+    for decoded in _decoded_chunks(files, rate, chunk):
+        readable = [(path, samples) for path, samples in decoded if samples is not None]
+        spans = [windows(len(samples), size, shortest) for _, samples in readable]
+        yield [(path, spans_of, [samples[a:b] for a, b in spans_of]) for (path, samples), spans_of in zip(readable, spans)]
+
+
+def _as_one_speaker(frontend: EgemapsFrontend, chunks: list[list], batch_size: int) -> list:
+    """The windows of ``chunks`` as their functionals, standardised over all of them (one
+    speaker's moments, as ``ser.data.cache.normalised_by_speaker`` computes them)."""
+    pieces = [piece for chunk in chunks for _, _, of_file in chunk for piece in of_file]
+    if len(pieces) < 2:
+        raise UserError("this model normalises each speaker's functionals (features.normalize=speaker), which "
+                        "takes more than one clip of the speaker: give ser-predict several of their files at once")
+    print(f"ser-predict: the {len(pieces)} windows of these files are taken as one speaker's clips "
+          "(the model normalises functionals per speaker); score each speaker's files in a call of their own",
+          file=sys.stderr)
+    rows = torch.cat([frontend.functionals(*pad_batch([(torch.from_numpy(p), 0) for p in pieces[i : i + batch_size]])[:2])
+                      for i in range(0, len(pieces), batch_size)]).double()  # [N, F, 1]
+    normalised = iter(((rows - rows.mean(0)) / (rows.std(0, unbiased=False) + 1e-5)).float())
+    return [(path, spans_of, [next(normalised) for _ in of_file]) for chunk in chunks for path, spans_of, of_file in chunk]
 
 
 def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
@@ -87,7 +117,7 @@ def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.T
     probs = [None] * len(clips)
     for start in range(0, len(by_length), batch_size):
         rows = by_length[start : start + batch_size]
-        waves, lengths, _ = pad_batch([(torch.from_numpy(clips[i]), 0) for i in rows])
+        waves, lengths, _ = pad_batch([(torch.as_tensor(clips[i]), 0) for i in rows])
         with torch.no_grad():
             out = module(waves.to(device), lengths.to(device)).softmax(-1).cpu()
         for i, p in zip(rows, out):

@@ -103,6 +103,12 @@ def run_train(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.
     return proc
 
 
+def predict_cli(*args) -> subprocess.CompletedProcess:
+    """Run ``ser-predict`` as a user would."""
+    return subprocess.run([sys.executable, "-m", "ser.predict", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
 @pytest.fixture
 def train_cli(cache_dir):
     return run_train

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +10,7 @@ import soundfile as sf
 
 from ser.module import NotASerCheckpoint, SERModule
 
-from conftest import REPO, SMALL
+from conftest import REPO, SMALL, predict_cli
 from corpora_fixtures import emodb, speech
 
 QUICK = [*SMALL, "logger=csv", "debug=limit"]
@@ -26,11 +24,6 @@ def trained(cache_dir, tmp_path_factory):
     run = tmp_path_factory.mktemp("trained")
     run_train(QUICK, run)
     return run
-
-
-def predict_cli(*args):
-    return subprocess.run([sys.executable, "-m", "ser.predict", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
 
 
 def test_predict_prints_one_json_per_file_for_any_rate_and_channels(trained, tmp_path):
