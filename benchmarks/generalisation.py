@@ -5,11 +5,11 @@
   2. eSpeak NG actors in RAVDESS's layout (``espeak_corpus.py``), a synthesiser ser shares no
      code with, never tuned on: only reported.
 
-For each recipe (ser's default, and one lever changed at a time), every fold trains with
-train.py's own code (``ser.train.run``; the next fold validates and picks the checkpoint) and
-scores the held-out fold's speakers. Notebook 004's pipeline (its features, CNN-GRU, Adam at
-its rate, 15 epochs, no validation) trains on the same folds' train + val speakers and is
-scored on the same test speakers: the baseline row.
+For each recipe (ser's default, the CNN-GRU, and one lever changed at a time on it), every
+fold trains with train.py's own code (``ser.train.run``; the next fold validates) and scores
+the held-out fold's speakers. Notebook 004's pipeline (its features, CNN-GRU, Adam at its
+rate, 15 epochs, no validation) and eGeMAPS + SVM (``--egemaps``) train on the same folds'
+train + val speakers and are scored on the same test speakers: the baseline rows.
 
     python benchmarks/generalisation.py                       # every recipe and source, 4 folds
     python benchmarks/generalisation.py --recipes default utterance_norm --sources synthetic
@@ -34,25 +34,30 @@ import notebook004
 from common import compose, machine
 
 EMOTIONS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
-# One lever at a time against the default recipe (the overrides a user would type).
+# The CNN-GRU as it was the default until 2026-12-02: log-mel normalised per speaker, the epoch
+# with the best val/uar tested. Its levers below are one change each against it.
+CNN_GRU = ["model=cnn_gru", "test_ckpt=best"]
+# Each recipe: the overrides a user would type.
 RECIPES = {
-    "default": [],
-    "utterance_norm": ["features.normalize=utterance"],
-    "speaker_norm": ["features.normalize=speaker"],
-    "freq_warp": ["augment.freq_warp=0.1"],
-    "dropout_wd": ["model.net.dropout=0.3", "model.optimizer.weight_decay=0.0001"],
-    "specaug_x2": ["augment.num_masks=2"],
-    "speed": ["augment.speed=0.1"],  # Kaldi's 0.9-1.1, on the cached log-mel
-    "speed_0.2": ["augment.speed=0.2"],
-    "mixup": ["augment.mixup=0.4"],
-    "ema": ["callbacks=ema"],
-    "8_epochs": ["trainer.max_epochs=8"],
-    "last_epoch": ["callbacks.model_checkpoint.monitor=null"],  # test the last epoch, not the best on val
-    "egemaps_mlp": ["model=egemaps_mlp"],
-    "hop_256": ["features.n_fft=1024", "features.hop_length=256"],  # 64 ms windows every 16 ms
-    "small_net": ["model.net.channels=[16,32,64,128]", "model.net.hidden_size=64"],
-    "regularised": ["augment.mixup=0.4", "augment.num_masks=2", "callbacks=ema", "model.net.dropout=0.3",
-                    "model.optimizer.weight_decay=0.0001"],  # every regulariser above at once  # the eGeMAPS baseline inside ser: its splits, epochs, checkpoint choice
+    "default": [],  # eGeMAPS functionals standardised per speaker, the MLP, the last epoch tested
+    "functionals_global": ["features.normalize=none"],  # standardised over the training split only
+    "functionals_best": ["test_ckpt=best"],  # the epoch with the best val/uar
+    "functionals_dropout_0.2": ["model.net.dropout=0.2"],  # the MLP's dropout before 2026-12-02
+    "cnn_gru": ["model=cnn_gru"],  # the CNN-GRU as the default recipe now tests it (its last epoch)
+    "cnn": ["model=cnn"],
+    "cnn_gru_best": CNN_GRU,
+    "utterance_norm": [*CNN_GRU, "features.normalize=utterance"],
+    "freq_warp": [*CNN_GRU, "augment.freq_warp=0.1"],  # VTLP
+    "speed": [*CNN_GRU, "augment.speed=0.1"],  # Kaldi's 0.9-1.1, on the cached log-mel
+    "dropout_wd": [*CNN_GRU, "model.net.dropout=0.3", "model.optimizer.weight_decay=0.0001"],
+    "specaug_x2": [*CNN_GRU, "augment.num_masks=2"],
+    "mixup": [*CNN_GRU, "augment.mixup=0.4"],
+    "ema": [*CNN_GRU, "callbacks=ema"],
+    "8_epochs": [*CNN_GRU, "trainer.max_epochs=8"],
+    "regularised": [*CNN_GRU, "augment.mixup=0.4", "augment.num_masks=2", "callbacks=ema", "model.net.dropout=0.3",
+                    "model.optimizer.weight_decay=0.0001"],  # every regulariser above at once
+    "small_net": [*CNN_GRU, "model.net.channels=[16,32,64,128]", "model.net.hidden_size=64"],
+    "hop_256": [*CNN_GRU, "features.n_fft=1024", "features.hop_length=256"],  # 64 ms windows every 16 ms
 }
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
@@ -91,10 +96,11 @@ def notebook_fold(run_dir: Path) -> float:
     return uar
 
 
-def egemaps_fold(run_dir: Path, work: Path) -> float:
+def egemaps_fold(run_dir: Path, work: Path, by_speaker: bool = False) -> float:
     """The field's classic baseline on the clips of a ser run's split.csv: openSMILE's eGeMAPS
     functionals, standardised on train + val, an RBF SVM trained there, scored on test (as the
-    peer tool run quoted in the issue). Needs ``pip install opensmile scikit-learn``."""
+    peer tool run quoted in the issue). ``by_speaker``: each functional first standardised over
+    each speaker's clips, as ser's default does. Needs ``pip install scikit-learn``."""
     import csv
 
     import opensmile
@@ -112,10 +118,17 @@ def egemaps_fold(run_dir: Path, work: Path) -> float:
         values = smile.process_files(missing).to_numpy()
         known.update({path: list(map(float, v)) for path, v in zip(missing, values)})
         store.write_text(json.dumps(known))
+    values = {r["path"]: np.array(known[r["path"]]) for r in rows}
+    if by_speaker:
+        for speaker in {r["speaker"] for r in rows}:
+            paths = [r["path"] for r in rows if r["speaker"] == speaker]
+            stack = np.stack([values[p] for p in paths])
+            mean, std = stack.mean(0), stack.std(0) + 1e-5
+            values.update({p: (values[p] - mean) / std for p in paths})
     fit = [r for r in rows if r["split"] in ("train", "val")]
     test = [r for r in rows if r["split"] == "test"]
-    svm = make_pipeline(StandardScaler(), SVC(C=1.0)).fit([known[r["path"]] for r in fit], [r["emotion"] for r in fit])
-    return float(recall_score([r["emotion"] for r in test], svm.predict([known[r["path"]] for r in test]),
+    svm = make_pipeline(StandardScaler(), SVC(C=1.0)).fit([values[r["path"]] for r in fit], [r["emotion"] for r in fit])
+    return float(recall_score([r["emotion"] for r in test], svm.predict([values[r["path"]] for r in test]),
                               average="macro"))
 
 
@@ -125,7 +138,8 @@ def main():
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--no-notebook", action="store_true", help="skip the notebook baseline")
-    parser.add_argument("--egemaps", action="store_true", help="add the eGeMAPS + SVM baseline (opensmile, scikit-learn)")
+    parser.add_argument("--egemaps", action="store_true",
+                        help="add the eGeMAPS + SVM baselines, global and per speaker (scikit-learn)")
     parser.add_argument("--work", type=Path, default=Path("~/.cache/ser-generalisation").expanduser(),
                         help="corpora, caches, runs and results.jsonl; a fold already in it is not run again")
     args = parser.parse_args()
@@ -148,8 +162,8 @@ def main():
             any_run = next((args.work / "runs").glob(f"{source}-*-{fold}"), None)  # every recipe splits alike
             if recipe == "notebook":
                 row = {"test": notebook_fold(any_run), "train": None}
-            elif recipe == "egemaps_svm":
-                row = {"test": egemaps_fold(any_run, args.work), "train": None}
+            elif recipe in ("egemaps_svm", "egemaps_svm_speaker"):
+                row = {"test": egemaps_fold(any_run, args.work, by_speaker=recipe.endswith("speaker")), "train": None}
             else:
                 results = ser_fold(SOURCES[source](args.work), RECIPES[recipe], fold, args.folds, run_dir)
                 row = {"test": results["test/uar"], "train": results["train/uar"]}
@@ -163,7 +177,8 @@ def main():
 
 def baselines(args) -> list[str]:
     """The recipes asked for, then the baseline rows."""
-    return [*args.recipes, *([] if args.no_notebook else ["notebook"]), *(["egemaps_svm"] if args.egemaps else [])]
+    return [*args.recipes, *([] if args.no_notebook else ["notebook"]),
+            *(["egemaps_svm", "egemaps_svm_speaker"] if args.egemaps else [])]
 
 
 def print_table(table, args) -> None:

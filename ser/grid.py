@@ -3,7 +3,7 @@
     python train.py -m data=cremad,ravdess,emodb test_on=[cremad,ravdess,emodb] paths.data_dir=/data
 
 Each job of that ordinary Hydra multirun (any launcher: joblib, SLURM) trains on its ``data``
-and tests its best checkpoint on the test split of every corpus in ``test_on``, each drawn by
+and scores the checkpoint it tests (``test_ckpt``) on the test split of every corpus in ``test_on``, each drawn by
 the job's own protocol (split, fractions, seed) and scored over the emotions it shares with the
 model (``results.json``: ``cross_corpus``). When the multirun ends, :class:`CrossCorpusGrid`
 writes the train x test matrix of UAR with its speaker intervals into the sweep folder as

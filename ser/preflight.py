@@ -23,6 +23,7 @@ from ser.errors import ConfigError, find_user_error, not_one_of
 PRECISIONS = (64, 32, 16, "64", "32", "16", "bf16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
               "32-true", "64-true", "transformer-engine", "transformer-engine-float16")
 GPU_ACCELERATORS = ("gpu", "cuda")
+TEST_CHECKPOINTS = ("last", "best")  # test_ckpt
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -31,6 +32,8 @@ def check_config(cfg: DictConfig) -> None:
         check_data_options(**OmegaConf.to_container(data, resolve=True))
         corpus = made("data", lambda d=data: instantiate(d.corpus))
         corpus.check_available(data.get("root"))
+    if cfg.get("test_ckpt", "last") not in TEST_CHECKPOINTS:
+        raise not_one_of("test_ckpt", cfg.test_ckpt, TEST_CHECKPOINTS)
     if cfg.trainer.get("precision", "32-true") not in PRECISIONS:
         raise not_one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     check_model(cfg.model, accelerator=cfg.trainer.get("accelerator", "auto"))

@@ -18,6 +18,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.accelerators import CPUAccelerator
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
@@ -198,7 +199,7 @@ def trained_model(cfg: DictConfig) -> SERModule:
     """train=false: the checkpoint's model, scoring the emotions it knows and ``data`` has
     (cross-corpus evaluation)."""
     if not cfg.get("ckpt_path"):
-        raise UserError("train=false evaluates a trained model: pass ckpt_path=PATH/TO/best.ckpt")
+        raise UserError("train=false evaluates a trained model: pass ckpt_path=PATH/TO/last.ckpt (or best.ckpt)")
     return scoring_shared_emotions(SERModule.from_checkpoint(cfg.ckpt_path), cfg.data.emotions)
 
 
@@ -215,15 +216,27 @@ def scoring_shared_emotions(model: SERModule, emotions) -> SERModule:
 
 
 def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
-    """Score the best checkpoint (train=false: the loaded model) on the test split."""
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    """Score the checkpoint ``test_ckpt`` names (train=false: the loaded model) on the test split."""
     ckpt = None  # train=false: the weights are already loaded
     if cfg.get("train", True):
-        ckpt = best or None
-        if not best:
-            log.warning("No best checkpoint (fast_dev_run or no validation): testing the current weights")
+        ckpt = chosen_checkpoint(trainer, cfg.get("test_ckpt", "last")) or None
+        if not ckpt:
+            log.warning("No %s checkpoint (fast_dev_run, no validation or no checkpoint callback): "
+                        "testing the current weights", cfg.get("test_ckpt", "last"))
     tested = test_scores(cfg, trainer, model, datamodule, ckpt)
-    return {**tested, **run_record(cfg, datamodule, best or ckpt or cfg.get("ckpt_path") or ""), **validation}
+    return {**tested, **run_record(cfg, datamodule, ckpt or cfg.get("ckpt_path") or ""), **validation}
+
+
+def chosen_checkpoint(trainer, which: str) -> str:
+    """The path of the checkpoint to test, "" if none was saved: ``last``, the last epoch's
+    (the checkpoint callback without a monitor; its "best" is its latest), or ``best``, the
+    epoch with the best val/uar (the one that monitors)."""
+    for callback in trainer.checkpoint_callbacks:  # interrupted.ckpt's callback is one too: no monitor, no best
+        if not isinstance(callback, ModelCheckpoint):
+            continue
+        if (callback.monitor is None) == (which == "last") and callback.best_model_path:
+            return callback.best_model_path
+    return ""
 
 
 def test_scores(cfg, trainer, model, datamodule, ckpt: str | None) -> dict:
@@ -266,7 +279,7 @@ def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
 
 
 def cross_corpus(cfg, own: dict, world_size: int) -> dict:
-    """The best checkpoint on the test split of every corpus in ``test_on``, over the emotions
+    """The tested checkpoint (``test_ckpt``) on the test split of every corpus in ``test_on``, over the emotions
     each shares with the model, drawn by this run's protocol (its own corpus: this run's test).
     Each is tested as ``train=false`` would test it, by a Trainer of its own that logs nothing
     (the run's loggers keep this run's own test scores)."""
@@ -274,7 +287,7 @@ def cross_corpus(cfg, own: dict, world_size: int) -> dict:
         log.info("Cross-corpus scores are computed in one process: run train=false ckpt_path=... "
                  "test_on=[...] on one device for them")
         return {}
-    ckpt = own["best_ckpt"]
+    ckpt = own["tested_ckpt"]
     if not ckpt:
         log.warning("No checkpoint to test on the test_on corpora (fast_dev_run?): cross-corpus scores left out")
         return {}
@@ -339,7 +352,7 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
             logger.experiment.summary[f"cross_corpus/{name}/uar"] = tested["test/uar"]
 
 
-def run_record(cfg, datamodule, best_ckpt) -> dict:
+def run_record(cfg, datamodule, tested_ckpt) -> dict:
     """What the run was: protocol, names, seed, checkpoint."""
     return {
         "split": datamodule.split,
@@ -350,7 +363,7 @@ def run_record(cfg, datamodule, best_ckpt) -> dict:
         "model_class": cfg.model.net._target_,
         "corpus": datamodule.corpus.name,
         "seed": cfg.get("seed"),
-        "best_ckpt": str(best_ckpt),
+        "tested_ckpt": str(tested_ckpt),
         "trained": bool(cfg.get("train", True)),
     }
 

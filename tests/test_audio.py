@@ -89,8 +89,8 @@ def test_a_long_recording_is_cropped_by_default_and_the_log_says_so(tmp_path, ca
     root = crema_d(tmp_path / "c", actors=6)
     long = np.tile(speech(0, "anger", 3, 16000), 60)  # one minute in a corpus of 1 s clips
     sf.write(root / "AudioWAV" / "1001_IOM_ANG_XX.wav", long, 16000, subtype="PCM_16")
-    cfg = compose_cfg(["data=cremad", f"data.root={root}", "data.num_workers=0", f"paths.cache_dir={tmp_path / 'cache'}",
-                       "features.normalize=utterance"])  # waveforms are read: per-speaker needs cached features
+    cfg = compose_cfg(["model=cnn_gru", "data=cremad", f"data.root={root}", "data.num_workers=0",
+                       f"paths.cache_dir={tmp_path / 'cache'}", "features.normalize=utterance"])  # waveforms are read: per-speaker needs cached features
     module = instantiate(cfg.model)
     dm = instantiate(cfg.data, frontend=module.frontend, precompute_features=False)
     with caplog.at_level(logging.INFO):

@@ -76,7 +76,7 @@ def test_hydra_cli_flags(args, expect):
 def test_learning_rate_follows_a_cosine_to_zero_over_the_run(compose_cfg):
     import math
 
-    module = instantiate(compose_cfg(["trainer.max_epochs=4"]).model)
+    module = instantiate(compose_cfg(["model=cnn_gru", "trainer.max_epochs=4"]).model)  # lr 1e-3
     config = module.configure_optimizers()
     optimizer, scheduler = config["optimizer"], config["lr_scheduler"]["scheduler"]
     rates = []
@@ -126,7 +126,7 @@ CONFIG_MISTAKES = [
     (["data.batch_size=0"], "data.batch_size=0"),
     (["data.max_seconds=-2"], "data.max_seconds=-2"),
     (["data.cache_on_device=gpu"], "data.cache_on_device='gpu'"),
-    (["features.kind=spectrogram"], "features.kind='spectrogram'"),
+    (["model=cnn_gru", "features.kind=spectrogram"], "features.kind='spectrogram'"),
     (["features.normalize=global"], "features.normalize='global'"),
     (["model.optimizer.lr=-1"], "learning rate"),
     (["++model.net.hiden_size=64"], "hiden_size"),
@@ -140,6 +140,7 @@ CONFIG_MISTAKES = [
     (["model=hf", "features.name=/nowhere/encoder"], "/nowhere/encoder"),
     (["test_on=[cremad,nosuch]"], "test_on='nosuch'"),
     (["test_on=[emodb]"], "EmoDB"),  # a test corpus that is not there
+    (["test_ckpt=latest"], "test_ckpt='latest'"),
 ]
 
 

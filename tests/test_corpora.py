@@ -275,11 +275,12 @@ def test_short_training_run_on_every_layout(train_cli, tmp_path, corpora, name):
 
 @pytest.fixture
 def built_model(compose_cfg):
-    """A freshly built model, whose front end a DataModule is handed as train.py hands it."""
+    """A freshly built model (the CNN-GRU on log-mel unless the overrides choose another), whose
+    front end a DataModule is handed as train.py hands it."""
     from hydra.utils import instantiate
 
     def make(*overrides):
-        return instantiate(compose_cfg(list(overrides)).model)
+        return instantiate(compose_cfg(["model=cnn_gru", *overrides]).model)
     return make
 
 

@@ -162,7 +162,7 @@ def test_mixup_blends_each_clip_with_a_partner_and_keeps_the_longer_length():
 def test_a_mixup_step_trains_on_the_mixed_labels(compose_cfg):
     from hydra.utils import instantiate
 
-    module = instantiate(compose_cfg(["augment.mixup=0.4", "features.normalize=utterance"]).model).train()
+    module = instantiate(compose_cfg(["model=cnn_gru", "augment.mixup=0.4", "features.normalize=utterance"]).model).train()
     waves, lengths = torch.randn(4, 16000), torch.tensor([16000, 12000, 9000, 16000])
     labels = torch.tensor([0, 1, 2, 3])
     logits, loss = module._mixup_step(waves, lengths, labels)
