@@ -1,6 +1,6 @@
 """Train, test and report one speech emotion recognition run.
 
-    python train.py                                # CNN-GRU on the built-in synthetic corpus
+    python train.py                                # the default recipe on the built-in synthetic corpus
     python train.py model=lstm features=mfcc
     python train.py model=cnn_gru data=cremad data.root=/data/CREMA-D
     python train.py --help                         # every config group and option
