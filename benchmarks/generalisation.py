@@ -119,11 +119,12 @@ def egemaps_fold(run_dir: Path, work: Path, by_speaker: bool = False) -> float:
         known.update({path: list(map(float, v)) for path, v in zip(missing, values)})
         store.write_text(json.dumps(known))
     values = {r["path"]: np.array(known[r["path"]]) for r in rows}
-    if by_speaker:
+    if by_speaker:  # as ser's data side standardises them
+        from ser.data.cache import mean_and_std, moments
+
         for speaker in {r["speaker"] for r in rows}:
             paths = [r["path"] for r in rows if r["speaker"] == speaker]
-            stack = np.stack([values[p] for p in paths])
-            mean, std = stack.mean(0), stack.std(0) + 1e-5
+            mean, std = mean_and_std(moments(np.stack([values[p] for p in paths])))
             values.update({p: (values[p] - mean) / std for p in paths})
     fit = [r for r in rows if r["split"] in ("train", "val")]
     test = [r for r in rows if r["split"] == "test"]

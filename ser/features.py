@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 LOG_FLOOR = 1e-6  # added to the mel power before the log: silence stays finite
 KINDS = ("logmel", "mfcc", "waveform")  # features.kind
 NORMALIZATIONS = ("speaker", "utterance", "none")  # features.normalize
+FUNCTIONAL_NORMALIZATIONS = ("speaker", "none")  # features.normalize of features=egemaps (one frame per clip)
 
 
 class FeatureFrontend(nn.Module):
@@ -180,8 +181,8 @@ class EgemapsFrontend(nn.Module):
         super().__init__()
         import opensmile
 
-        if normalize not in ("speaker", "none"):
-            raise not_one_of("features.normalize", normalize, ("speaker", "none"))
+        if normalize not in FUNCTIONAL_NORMALIZATIONS:
+            raise not_one_of("features.normalize", normalize, FUNCTIONAL_NORMALIZATIONS)
         self.sample_rate, self.feature_set, self.normalize = sample_rate, feature_set, normalize
         try:
             chosen = opensmile.FeatureSet[feature_set]

@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
+from ser.data.cache import mean_and_std, moments
 from ser.data.corpora import AUDIO_SUFFIXES
 from ser.data.loading import pad_batch
 from ser.errors import UserError
@@ -85,7 +87,7 @@ def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shorte
 
 def _as_one_speaker(frontend: EgemapsFrontend, chunks: list[list], batch_size: int) -> list:
     """The windows of ``chunks`` as their functionals, standardised over all of them (one
-    speaker's moments, as ``ser.data.cache.normalised_by_speaker`` computes them)."""
+    speaker's moments, computed as ``ser.data.cache.normalised_by_speaker`` computes them)."""
     pieces = [piece for chunk in chunks for _, _, of_file in chunk for piece in of_file]
     if len(pieces) < 2:
         raise UserError("this model normalises each speaker's functionals (features.normalize=speaker), which "
@@ -94,8 +96,9 @@ def _as_one_speaker(frontend: EgemapsFrontend, chunks: list[list], batch_size: i
           "(the model normalises functionals per speaker); score each speaker's files in a call of their own",
           file=sys.stderr)
     rows = torch.cat([frontend.functionals(*pad_batch([(torch.from_numpy(p), 0) for p in pieces[i : i + batch_size]])[:2])
-                      for i in range(0, len(pieces), batch_size)]).double()  # [N, F, 1]
-    normalised = iter(((rows - rows.mean(0)) / (rows.std(0, unbiased=False) + 1e-5)).float())
+                      for i in range(0, len(pieces), batch_size)])[..., 0].numpy()  # [N, F]
+    mean, std = mean_and_std(moments(rows))
+    normalised = iter(torch.from_numpy(((rows - mean) / std).astype(np.float32))[..., None])
     return [(path, spans_of, [next(normalised) for _ in of_file]) for chunk in chunks for path, spans_of, of_file in chunk]
 
 

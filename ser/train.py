@@ -219,10 +219,11 @@ def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
     """Score the checkpoint ``test_ckpt`` names (train=false: the loaded model) on the test split."""
     ckpt = None  # train=false: the weights are already loaded
     if cfg.get("train", True):
-        ckpt = chosen_checkpoint(trainer, cfg.get("test_ckpt", "last")) or None
+        which = cfg.get("test_ckpt", "last")
+        ckpt = chosen_checkpoint(trainer, which) or None
         if not ckpt:
             log.warning("No %s checkpoint (fast_dev_run, no validation or no checkpoint callback): "
-                        "testing the current weights", cfg.get("test_ckpt", "last"))
+                        "testing the current weights", which)
     tested = test_scores(cfg, trainer, model, datamodule, ckpt)
     return {**tested, **run_record(cfg, datamodule, ckpt or cfg.get("ckpt_path") or ""), **validation}
 

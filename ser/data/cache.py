@@ -234,16 +234,26 @@ def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str]) -> It
     """(path, (rows normalised by its speaker's moments, None)), from two passes over the cache."""
     sums: dict[str, np.ndarray] = {}
     for path, speaker in speaker_of.items():
-        rows = features[path].astype(np.float64)
-        moments = np.stack([np.full(rows.shape[1:], len(rows)), rows.sum(0), np.square(rows).sum(0)])
-        sums[speaker] = sums.get(speaker, 0) + moments
-    scale = {}
-    for speaker, (count, total, squares) in sums.items():
-        mean = total / count
-        scale[speaker] = (mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-5)
+        sums[speaker] = sums.get(speaker, 0) + moments(features[path])
+    scale = {speaker: mean_and_std(total) for speaker, total in sums.items()}
     for path, speaker in speaker_of.items():
         mean, std = scale[speaker]
         yield path, (((features[path] - mean) / std).astype(np.float32), None)
+
+
+def moments(rows: np.ndarray) -> np.ndarray:
+    """[count, sum, sum of squares] of each value over ``rows`` (float64), to add up over clips."""
+    rows = rows.astype(np.float64)
+    return np.stack([np.full(rows.shape[1:], len(rows)), rows.sum(0), np.square(rows).sum(0)])
+
+
+def mean_and_std(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mean and (population) std that added-up :func:`moments` give; the std is kept off
+    zero, so a value a speaker never varies normalises to 0, not to NaN. ser-predict uses the
+    same two functions, so a speaker's clips are normalised there as in training."""
+    count, values, squares = total
+    mean = values / count
+    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-5
 
 
 def built_once(base: Path, build) -> None:
