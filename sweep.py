@@ -53,10 +53,12 @@ def run_trial(params: dict, overrides: list[str], run_dir: Path, group: str) -> 
     with open(run_dir / "trial.log", "w") as log:
         code = subprocess.call([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ, "SER_GROUP": group})
-    results_file = run_dir / "results.json"
-    if code != 0 or not results_file.is_file():
+    from ser import results
+
+    path = run_dir / results.FILE
+    if code != 0 or not path.is_file():
         return "failed", {}
-    return "finished", json.loads(results_file.read_text())
+    return "finished", results.read(path)
 
 
 def local_sweep(config: dict, count: int | None, overrides: list[str], out: Path) -> list[dict]:

@@ -120,12 +120,12 @@ def egemaps_fold(run_dir: Path, work: Path, by_speaker: bool = False) -> float:
         store.write_text(json.dumps(known))
     values = {r["path"]: np.array(known[r["path"]]) for r in rows}
     if by_speaker:  # as ser's data side standardises them
-        from ser.data.cache import mean_and_std, moments
+        from ser.frontends.normalize import SpeakerNormalizer, SpeakerStatistics
 
         for speaker in {r["speaker"] for r in rows}:
             paths = [r["path"] for r in rows if r["speaker"] == speaker]
-            mean, std = mean_and_std(moments(np.stack([values[p] for p in paths])))
-            values.update({p: (values[p] - mean) / std for p in paths})
+            statistics = SpeakerStatistics.of([np.stack([values[p] for p in paths])])
+            values.update({p: SpeakerNormalizer.apply(values[p], statistics) for p in paths})
     fit = [r for r in rows if r["split"] in ("train", "val")]
     test = [r for r in rows if r["split"] == "test"]
     svm = make_pipeline(StandardScaler(), SVC(C=1.0)).fit([values[r["path"]] for r in fit], [r["emotion"] for r in fit])

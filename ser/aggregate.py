@@ -7,32 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-METRICS = ("test/uar", "test/war", "test/macro_f1", "val/uar_best")
+from ser import results as results_file
+from ser.results import mean_std
+
+METRICS = (*results_file.METRICS, "val/uar_best")
 
 
 def aggregate(folder: str | Path) -> dict:
-    files = sorted(Path(folder).rglob("results.json"))
-    if not files:
+    found = results_file.find(folder)
+    if not found:
         raise SystemExit(f"error: no results.json below {folder}")
-    runs = [json.loads(f.read_text()) for f in files]
-    summary = {"runs": len(runs), "folders": [str(f.parent) for f in files]}
+    runs = [results for _, results in found]
+    summary = {"runs": len(runs), "folders": [str(path.parent) for path, _ in found]}
     for key in METRICS:
         values = [r[key] for r in runs if key in r]
         if values:
             mean, std = mean_std(values)
             summary[key] = {"mean": mean, "std": std, "values": values}
     return summary
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and sample std over runs (std 0 for a single run)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
 def main(argv=None) -> None:

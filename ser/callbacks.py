@@ -30,3 +30,23 @@ class ValidationFinishesFirst(L.Callback):
         if self._stop_requested:
             trainer._signal_connector.received_sigterm = True
             self._stop_requested = False
+
+
+class FromTrainingSplit(L.Callback):
+    """Hands the model what it learns from its training split before it trains: the class
+    counts (``model.class_weights=balanced``) and the pooled per-speaker statistics its front
+    end keeps for a speaker whose other clips are not at hand (``features.normalize=speaker``).
+
+    The DataModule is this callback's explicit argument. Lightning sets the data up and then
+    calls the callbacks' ``setup``, so the split is read once, by the fit itself, with the
+    trainer attached (the cache it holds on a GPU included); a resumed run's checkpoint is
+    loaded after this and brings the same values back.
+    """
+
+    def __init__(self, datamodule) -> None:
+        self.datamodule = datamodule
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            pl_module.learn_from_training_split(self.datamodule.class_counts("train"),
+                                                self.datamodule.training_statistics())

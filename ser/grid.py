@@ -21,8 +21,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ser.aggregate import mean_std
+from ser import results as results_file
 from ser.errors import ConfigError, not_one_of
+from ser.results import mean_std, with_interval
 
 log = logging.getLogger(__name__)
 CORPUS_KEYS = ("corpus", "root", "emotions")  # what a test corpus brings; the rest is the run's protocol
@@ -68,8 +69,7 @@ def cross_corpus_grid(folder: str | Path) -> dict:
     for a single run, its 95% speaker interval."""
     scored: dict[str, dict[tuple[str, str], list[dict]]] = {}
     order: dict[str, tuple[dict, dict]] = {}
-    for path in sorted(Path(folder).rglob("results.json")):
-        results = json.loads(path.read_text())
+    for _, results in results_file.find(folder):
         if not results.get("cross_corpus"):
             continue
         model = results["model"]
@@ -93,13 +93,6 @@ def cell(tested: list[dict]) -> dict | None:
     return {"uar": mean, "std": std, "runs": len(uars),
             "ci95": tested[0].get("test/uar_ci95") if len(uars) == 1 else None,
             "classes": tested[0]["classes"], "n_test": tested[0].get("n_test")}
-
-
-def with_interval(value: float, bounds: list[float] | None, digits: int = 3) -> str:
-    """``0.512 [0.431, 0.598]``, or the value alone when it has no interval."""
-    if not bounds:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
 
 
 def cell_text(c: dict | None) -> str:

@@ -1,9 +1,10 @@
-"""The one LightningModule: front end + architecture + loss + metrics + optimisation.
+"""The one LightningModule: front end + network + task + optimisation.
 
 Built by ``hydra.utils.instantiate(cfg.model)``. It receives the *configs* of its parts
 (``_recursive_: false``) and builds them itself, so the network can be sized from the
-front end (feature count) and the classes, and so the checkpoint holds plain, safely
-loadable hyper-parameters (no pickled objects).
+front end (feature count) and the task (output size), and so the checkpoint holds plain,
+safely loadable hyper-parameters (no pickled objects). The task (``ser.tasks``) owns the loss,
+the metrics and what the test records; this module runs the steps.
 """
 
 from __future__ import annotations
@@ -11,22 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from torchmetrics import MaxMetric
-from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser.errors import UserError, not_one_of
-from ser.features import Augment, FeatureFrontend
-from ser.metrics import classification_metrics
+from ser.augment import Augment
+from ser.errors import UserError
+from ser.frontends.normalize import SpeakerStatistics
+from ser.frontends.spectral import FeatureFrontend
 from ser.optim import check_optimisation, optimisation
 from ser.preflight import check_compile
+from ser.tasks import CategoricalTask
 
-CHECKPOINT_FORMAT = 1
-CLASS_WEIGHTS = (None, "balanced")  # model.class_weights
+CHECKPOINT_FORMAT = 2  # 2: the front end keeps the pooled training statistics (frontend.pooled.*)
+# Front-end classes by the names checkpoints written before ser/frontends/ recorded.
+MOVED_TARGETS = {"ser.features.FeatureFrontend": "ser.frontends.spectral.FeatureFrontend",
+                 "ser.features.EgemapsFrontend": "ser.frontends.functionals.EgemapsFrontend",
+                 "ser.encoders.EncoderFrontend": "ser.frontends.encoders.EncoderFrontend",
+                 "ser.features.Augment": "ser.augment.Augment"}
 
 
 def plain(value):
@@ -52,7 +56,7 @@ class SERModule(L.LightningModule):
     ):
         """``encoder_lr``: the learning rate of a pretrained encoder front end being
         fine-tuned (None: the optimiser's). ``class_weights="balanced"``: the loss weighs each
-        class by the inverse of its frequency in the training split (:meth:`weigh_classes`)."""
+        class by the inverse of its frequency in the training split (``ser.tasks``)."""
         super().__init__()
         hparams = {k: plain(v) for k, v in dict(net=net, classes=classes, frontend=frontend,
                                                  optimizer=optimizer, scheduler=scheduler,
@@ -61,11 +65,10 @@ class SERModule(L.LightningModule):
                                                  class_weights=class_weights).items()}
         self.save_hyperparameters(hparams)
         check_optimisation(hparams["optimizer"], hparams["scheduler"])
-        self.classes = list(hparams["classes"])
-        num_classes = len(self.classes)
+        self.task = CategoricalTask(hparams["classes"], class_weights)
         self.frontend = _build(hparams["frontend"], FeatureFrontend)
         self.augment = _build(hparams["augment"], Augment) if hparams["augment"] else None
-        self.net = instantiate(hparams["net"], num_classes=num_classes, **self.frontend.net_arguments())
+        self.net = instantiate(hparams["net"], num_classes=self.task.output_size, **self.frontend.net_arguments())
         if channels_last:
             # 4-D conv weights in NHWC make every feature map NHWC: oneDNN's convolutions and
             # max-pooling run ~1.3x faster on CPU (measured on CNN-GRU), and tensor cores want
@@ -73,31 +76,29 @@ class SERModule(L.LightningModule):
             self.net.to(memory_format=torch.channels_last)
         if compile:
             self.net = torch.compile(self.net)
-        if class_weights not in CLASS_WEIGHTS:
-            raise not_one_of("model.class_weights", class_weights, CLASS_WEIGHTS)
-        # Not saved: the weights follow from the training split, and only training uses them.
-        self.register_buffer("class_weight", None, persistent=False)
-        self.train_metrics = classification_metrics(num_classes, "train/")
-        self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, labels
-        self._test_predictions: list[tuple[torch.Tensor, torch.Tensor]] = []  # preds, labels
-        self.val_metrics = classification_metrics(num_classes, "val/")
+        self._train_outputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # loss, preds, targets
         # The running best of val/uar, the value searches optimise. Computed here rather than
         # read from the checkpoint callback, so it exists in every run that validates
         # (fast_dev_run and limit_* runs switch that callback off); saved in checkpoints, so a
         # resumed run keeps its best.
         self.val_uar_best = MaxMetric()
         self.val_uar_best.persistent(True)
-        self.test_metrics = classification_metrics(num_classes, "test/")
-        self.confusion = MulticlassConfusionMatrix(num_classes)
 
-    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(logits, labels, weight=self.class_weight)
+    @property
+    def classes(self) -> list[str]:
+        return self.task.classes
 
-    def weigh_classes(self, counts: list[int]) -> None:
-        """Weigh each class's loss by ``n / (classes * count)`` (scikit-learn's "balanced"):
-        each class then adds as much to the loss as the others, which is what UAR rewards."""
-        counts = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
-        self.class_weight = counts.sum() / (len(counts) * counts)
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.task.loss(outputs, targets)
+
+    def learn_from_training_split(self, class_counts: list[int],
+                                  statistics: tuple[SpeakerStatistics, float] | None) -> None:
+        """What the model takes from its training split before it trains (handed over by
+        ``ser.callbacks.FromTrainingSplit``): class counts for the task's class weights, and the
+        pooled per-speaker statistics the front end keeps for a speaker with no other clips."""
+        self.task.weigh_classes(class_counts)
+        if statistics is not None:
+            self.frontend.pooled.remember(*statistics)
 
     def on_fit_start(self) -> None:
         self.check_device(self.device.type)
@@ -142,22 +143,23 @@ class SERModule(L.LightningModule):
             return
         # Every process calls this at the same point, so the two reductions below line up
         # (compute() is cached: Lightning's own compute of val/uar reduces nothing again).
-        self.val_uar_best.update(self.val_metrics["uar"].compute())
+        self.val_uar_best.update(self.task.metrics("val")[self.task.headline].compute())
         self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)
 
     def on_train_epoch_end(self):
         if not self._train_outputs:
             return
-        losses, preds, labels = zip(*self._train_outputs)
+        losses, preds, targets = zip(*self._train_outputs)
         self._train_outputs = []
-        sizes = torch.tensor([len(batch) for batch in labels], device=losses[0].device)
+        sizes = torch.tensor([len(batch) for batch in targets], device=losses[0].device)
         # The mean over clips, as self.log(..., batch_size=...) per step would have given.
         loss = (torch.stack(losses) * sizes).sum() / sizes.sum()
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        self.train_metrics.update(torch.cat(preds), torch.cat(labels))
+        metrics = self.task.metrics("train")
+        metrics.update(torch.cat(preds), torch.cat(targets))
         # Logged as metric objects: Lightning computes them (gathering every process's
         # counts, at the point where all processes do) and resets them.
-        self.log_dict(self.train_metrics, on_step=False, on_epoch=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
         inputs, lengths, labels = batch
@@ -169,43 +171,34 @@ class SERModule(L.LightningModule):
         # Nothing is logged per training step: torchmetrics' update waits for the GPU
         # (argument checks, bincount) and each self.log costs host time, both mid-step.
         # Loss and predictions stay on the device and are scored once per epoch.
-        self._train_outputs.append((loss.detach(), logits.argmax(-1).detach(), labels))
+        self._train_outputs.append((loss.detach(), self.task.predictions(logits).detach(), labels))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self._score(batch, "val", self.val_metrics)
+        self._score(batch, "val")
 
     def test_step(self, batch, batch_idx):
-        preds, labels = self._score(batch, "test", self.test_metrics)
-        self.confusion.update(preds, labels)
-        self._test_predictions.append((preds.detach(), labels))
+        self.task.record(*self._score(batch, "test"))
 
-    def _score(self, batch, split: str, metrics) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and metrics of an evaluation batch (no augmentation); returns (preds, labels)."""
-        inputs, lengths, labels = batch
-        logits = self(inputs, lengths)
+    def _score(self, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Loss and metrics of an evaluation batch (no augmentation); returns (predictions, targets)."""
+        inputs, lengths, targets = batch
+        outputs = self(inputs, lengths)
         evaluating_fit = split == "val"  # shown in the progress bar while training
-        self.log(f"{split}/loss", self.loss(logits, labels), on_step=False, on_epoch=True,
-                 prog_bar=evaluating_fit, batch_size=len(labels), sync_dist=True)
-        preds = logits.argmax(-1)
-        metrics.update(preds, labels)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=evaluating_fit, batch_size=len(labels))
-        return preds, labels
+        self.log(f"{split}/loss", self.loss(outputs, targets), on_step=False, on_epoch=True,
+                 prog_bar=evaluating_fit, batch_size=len(targets), sync_dist=True)
+        predictions = self.task.predictions(outputs)
+        metrics = self.task.metrics(split)
+        metrics.update(predictions, targets)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=evaluating_fit, batch_size=len(targets))
+        return predictions, targets
 
     def on_test_epoch_start(self):
-        self.confusion.reset()
-        self._test_predictions = []
-
-    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted, true) class of every test clip this process scored, in loader order."""
-        if not self._test_predictions:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        preds, labels = zip(*self._test_predictions)
-        return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
+        self.task.start_test()
 
     def predict_step(self, batch, batch_idx):
         inputs, lengths = batch[0], batch[1]
-        return self(inputs, lengths).softmax(-1)
+        return self.task.probabilities(self(inputs, lengths))
 
     def configure_optimizers(self) -> Any:
         return optimisation(self.hparams.optimizer, self.hparams.scheduler, self.parameter_groups(),
@@ -226,14 +219,7 @@ class SERModule(L.LightningModule):
     def restrict_to(self, classes: list[str]) -> None:
         """Score only ``classes`` (a subset of the trained ones, e.g. the emotions a second
         corpus shares): logits of other classes are dropped and the test metrics resized."""
-        missing = [c for c in classes if c not in self.classes]
-        if missing:
-            raise ValueError(f"the model was not trained on {missing}; it knows {self.classes}")
-        self.register_buffer("class_index", torch.tensor([self.classes.index(c) for c in classes]),
-                             persistent=False)
-        self.classes = list(classes)
-        self.test_metrics = classification_metrics(len(classes), "test/")
-        self.confusion = MulticlassConfusionMatrix(len(classes))
+        self.register_buffer("class_index", self.task.restrict_to(classes).to(self.device), persistent=False)
 
     @classmethod
     def from_checkpoint(cls, path, map_location="cpu") -> SERModule:
@@ -241,6 +227,7 @@ class SERModule(L.LightningModule):
         state = read_checkpoint(path, map_location)
         hparams = dict(state["hyper_parameters"])
         frontend = dict(hparams["frontend"])
+        frontend["_target_"] = MOVED_TARGETS.get(frontend.get("_target_"), frontend.get("_target_"))
         if "pretrained" in frontend:  # the state_dict brings the encoder's weights: only its config is read
             frontend["pretrained"] = False
         module = cls(**{**hparams, "frontend": frontend})
@@ -249,8 +236,11 @@ class SERModule(L.LightningModule):
         return module
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # Checkpoints written before val/uar_best was kept: start its running best afresh.
-        for name, value in self.val_uar_best.state_dict(prefix="val_uar_best.").items():
+        # Checkpoints written before val/uar_best, or the front end's pooled statistics, were
+        # kept: start the running best afresh, and keep the statistics unknown (identity).
+        defaults = {**self.val_uar_best.state_dict(prefix="val_uar_best."),
+                    **{name: value for name, value in self.state_dict().items() if name.startswith("frontend.pooled.")}}
+        for name, value in defaults.items():
             checkpoint["state_dict"].setdefault(name, value)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

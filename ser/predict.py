@@ -9,6 +9,14 @@ Prints one JSON object per file, in the order given (folders sorted):
 memory of a few windows; the whole-file result is the windows' probabilities averaged by
 their duration. Any sample rate and channel count is read (mixed to mono, resampled to the
 model's rate); unreadable files are reported on stderr and skipped.
+
+A model that normalises per speaker (``features.normalize=speaker``, the default of the log-mel,
+MFCC and eGeMAPS front ends) is given its inputs as training and the test step gave them: the
+files of one call are taken as one speaker's clips, and every window is standardised by the
+statistics of all of them, with the front end's own normaliser. ``--speaker-stats FILES_OR_DIR``
+takes the speaker's statistics from other clips of theirs (enrolment) instead. One file of an
+unknown speaker is standardised by the pooled statistics of the training speakers, which the
+checkpoint keeps, with a warning: it is scored, but less well than with its speaker's own.
 """
 
 from __future__ import annotations
@@ -24,11 +32,10 @@ import numpy as np
 import torch
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
-from ser.data.cache import mean_and_std, moments
 from ser.data.corpora import AUDIO_SUFFIXES
 from ser.data.loading import pad_batch
 from ser.errors import UserError
-from ser.features import EgemapsFrontend
+from ser.frontends.normalize import SpeakerStatistics
 from ser.module import SERModule
 
 
@@ -48,7 +55,7 @@ WINDOW_SECONDS = 10.0  # as data.max_seconds: the longest clip a model sees in t
 
 
 def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_batches: int = 16,
-            window_seconds: float = WINDOW_SECONDS) -> Iterator[dict]:
+            window_seconds: float = WINDOW_SECONDS, speaker_files: list[Path] | None = None) -> Iterator[dict]:
     """Probabilities for ``files``, yielded in their order, for each window and the whole file.
 
     Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk
@@ -56,17 +63,17 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_ba
     Within a chunk, windows of similar length are batched together: little padding, and the
     models are padding-invariant anyway.
 
-    A model on functionals normalised per speaker (``features=egemaps``,
-    ``features.normalize=speaker``) takes the files of one call as one speaker's clips: every
-    window's functionals are standardised over all of them, as training standardised each
-    speaker's, so the call keeps each window's functionals (88 numbers), not its audio.
+    A model normalising per speaker first computes every window's frozen-stage output (log-mel,
+    functionals) and standardises it by the speaker's statistics (those of ``speaker_files``
+    if given, else of all ``files`` as one speaker's, else for a lone file the checkpoint's pooled
+    training statistics); the call then holds those features, not the audio.
     """
     device = next(module.parameters()).device
     module.eval()
     rate, size = module.sample_rate, max(1, int(window_seconds * module.sample_rate))
     chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, module.frontend.min_samples)
-    if isinstance(module.frontend, EgemapsFrontend) and module.frontend.normalize == "speaker":
-        chunks = [_as_one_speaker(module.frontend, list(chunks), batch_size)]
+    if module.frontend.speaker_normalizer() is not None:
+        chunks = [_by_speaker(module, list(chunks), batch_size, speaker_files, size)]
     for chunk in chunks:
         probs = iter(_probabilities(module, [piece for _, _, pieces in chunk for piece in pieces], batch_size, device))
         for path, spans_of, _ in chunk:
@@ -85,21 +92,60 @@ def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shorte
         yield [(path, spans_of, [samples[a:b] for a, b in spans_of]) for (path, samples), spans_of in zip(readable, spans)]
 
 
-def _as_one_speaker(frontend: EgemapsFrontend, chunks: list[list], batch_size: int) -> list:
-    """The windows of ``chunks`` as their functionals, standardised over all of them (one
-    speaker's moments, computed as ``ser.data.cache.normalised_by_speaker`` computes them)."""
-    pieces = [piece for chunk in chunks for _, _, of_file in chunk for piece in of_file]
-    if len(pieces) < 2:
-        raise UserError("this model normalises each speaker's functionals (features.normalize=speaker), which "
-                        "takes more than one clip of the speaker: give ser-predict several of their files at once")
-    print(f"ser-predict: the {len(pieces)} windows of these files are taken as one speaker's clips "
-          "(the model normalises functionals per speaker); score each speaker's files in a call of their own",
-          file=sys.stderr)
-    rows = torch.cat([frontend.functionals(*pad_batch([(torch.from_numpy(p), 0) for p in pieces[i : i + batch_size]])[:2])
-                      for i in range(0, len(pieces), batch_size)])[..., 0].numpy()  # [N, F]
-    mean, std = mean_and_std(moments(rows))
-    normalised = iter(torch.from_numpy(((rows - mean) / std).astype(np.float32))[..., None])
-    return [(path, spans_of, [next(normalised) for _ in of_file]) for chunk in chunks for path, spans_of, of_file in chunk]
+def _by_speaker(module: SERModule, chunks: list[list], batch_size: int, speaker_files: list[Path] | None,
+                size: int) -> list:
+    """The windows of ``chunks`` as their frozen-stage output ``[width, frames]``, standardised
+    by one speaker's statistics with the front end's normaliser, as the data side standardises
+    each speaker's cached clips."""
+    frontend, normalizer = module.frontend, module.frontend.speaker_normalizer()
+    entries = [entry for chunk in chunks for entry in chunk]
+    features = iter(_stage_outputs(frontend, [piece for _, _, pieces in entries for piece in pieces], batch_size))
+    entries = [(path, spans_of, [next(features) for _ in pieces]) for path, spans_of, pieces in entries]
+    statistics = _speaker_statistics(module, entries, batch_size, speaker_files, size)
+    return [(path, spans_of, [normalizer.apply(rows.T, statistics).T for rows in of_file])
+            for path, spans_of, of_file in entries]
+
+
+def _speaker_statistics(module: SERModule, entries: list, batch_size: int, speaker_files: list[Path] | None,
+                        size: int) -> SpeakerStatistics:
+    """Whose statistics standardise the call's windows, said on stderr."""
+    if speaker_files:
+        enrolment = [piece for chunk in _windowed_chunks(speaker_files, module.sample_rate, size, 256,
+                                                         module.frontend.min_samples)
+                     for _, _, pieces in chunk for piece in pieces]
+        if not enrolment:
+            raise UserError("--speaker-stats: none of its files could be read")
+        rows = _stage_outputs(module.frontend, enrolment, batch_size)
+        print(f"ser-predict: the speaker's statistics come from the {len(rows)} windows of --speaker-stats",
+              file=sys.stderr)
+        return SpeakerStatistics.of(r.T.numpy() for r in rows)
+    if len(entries) >= 2:
+        windows_in_all = sum(len(of_file) for _, _, of_file in entries)
+        print(f"ser-predict: the {windows_in_all} windows of these {len(entries)} files are taken as one speaker's "
+              "clips (the model normalises per speaker); score each speaker's files in a call of their own",
+              file=sys.stderr)
+        return SpeakerStatistics.of(rows.T.numpy() for _, _, of_file in entries for rows in of_file)
+    if not module.frontend.pooled.known:
+        raise UserError("this model normalises per speaker and its checkpoint holds no pooled training statistics "
+                        "(written before ser kept them): give ser-predict several files of the speaker at once, "
+                        "or --speaker-stats with other clips of theirs")
+    print("ser-predict: warning: one file of an unknown speaker is standardised by the training speakers' pooled "
+          "statistics, not its own, which usually costs accuracy; give several files of the speaker at once "
+          "or --speaker-stats FILES", file=sys.stderr)
+    return module.frontend.pooled.statistics()
+
+
+@torch.no_grad()
+def _stage_outputs(frontend, pieces: list[np.ndarray], batch_size: int) -> list[torch.Tensor]:
+    """The frozen stage's output ``[width, frames]`` of each window, unnormalised, on the CPU."""
+    stage = frontend.frozen_stage()
+    outputs = []
+    for start in range(0, len(pieces), batch_size):
+        waves, lengths, _ = pad_batch([(torch.from_numpy(p), 0) for p in pieces[start : start + batch_size]])
+        device = stage.device
+        computed, frames = stage.compute(waves.to(device), lengths.to(device))
+        outputs += [clip[:, :n].float().cpu() for clip, n in zip(computed, frames.tolist())]
+    return outputs
 
 
 def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
@@ -116,13 +162,14 @@ def _named(classes: list[str], probs: torch.Tensor) -> dict:
 
 
 def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
-    by_length = sorted(range(len(clips)), key=lambda i: len(clips[i]))
+    """Each clip's probabilities: clips are waveforms [samples] or features [width, frames]."""
+    by_length = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
     probs = [None] * len(clips)
     for start in range(0, len(by_length), batch_size):
         rows = by_length[start : start + batch_size]
         waves, lengths, _ = pad_batch([(torch.as_tensor(clips[i]), 0) for i in rows])
         with torch.no_grad():
-            out = module(waves.to(device), lengths.to(device)).softmax(-1).cpu()
+            out = module.task.probabilities(module(waves.to(device), lengths.to(device))).cpu()
         for i, p in zip(rows, out):
             probs[i] = p
     return probs
@@ -155,11 +202,16 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=float, default=WINDOW_SECONDS,
                         help="seconds per scored window (default %(default)s)")
+    parser.add_argument("--speaker-stats", nargs="+", action="extend", metavar="FILES_OR_DIR",
+                        help="a model normalising per speaker: take the speaker's statistics from these "
+                             "clips of theirs (default: from all the files scored in this call)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args(argv)
     try:
         module = SERModule.from_checkpoint(args.ckpt).to(args.device)
-        for row in predict(module, expand(args.inputs), args.batch_size, window_seconds=args.window):
+        speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
+        for row in predict(module, expand(args.inputs), args.batch_size, window_seconds=args.window,
+                           speaker_files=speaker_files):
             print(json.dumps(row), flush=True)
     except UserError as err:
         print(f"ser-predict: error: {err}", file=sys.stderr)

@@ -53,16 +53,23 @@ def check_model(model: DictConfig, accelerator: str) -> None:
     on_cpu = accelerator == "cpu" or (accelerator == "auto" and not has_gpu)
     check_compile(model.get("compile", False), "cpu" if on_cpu else "accelerator")
     made("features", lambda: preflight_frontend(model.frontend))
-    check_net_arguments(model.net)
+    check_net_arguments(model.net, given=(*frontend_class(model.frontend).injects, *TASK_INJECTS))
     # Last: a valid optimiser's first construction imports torch._dynamo (1 s).
     check_optimisation(OmegaConf.to_container(model.optimizer, resolve=True),
                        OmegaConf.to_container(model.scheduler, resolve=True) if model.get("scheduler") else None)
 
 
+TASK_INJECTS = ("num_classes",)  # the network argument the task sizes (its output size)
+
+
+def frontend_class(frontend: DictConfig) -> type:
+    return made("features", lambda: get_class(frontend._target_))
+
+
 def preflight_frontend(frontend: DictConfig) -> None:
     """Build the front end, or where building it is work (a pretrained encoder's weights),
     run only the checks its class offers as ``preflight``."""
-    cls = get_class(frontend._target_)
+    cls = frontend_class(frontend)
     check = getattr(cls, "preflight", None)
     if check is None:
         instantiate(frontend)
@@ -82,16 +89,16 @@ def check_compile(compile: bool, device_type: str) -> None:
                           "Leave it off on CPU runs.")
 
 
-def check_net_arguments(net: DictConfig) -> None:
+def check_net_arguments(net: DictConfig, given: tuple[str, ...]) -> None:
     """Every ``model.net`` key must be an argument of the network class (a typo would
-    otherwise only surface when the LightningModule builds it)."""
+    otherwise only surface when the LightningModule builds it); ``given``: the arguments the
+    front end and the task pass, which a user does not set."""
     cls = made("model", lambda: get_class(net._target_))
     params = inspect.signature(cls).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return
     unknown = [key for key in net if key != "_target_" and key not in params]
     if unknown:
-        given = ("in_features", "num_classes", "num_states", "per_frame")  # by the module, from the front end
         takes = [name for name in params if name not in given]
         raise ConfigError(f"model.net.{unknown[0]} is not an argument of {net._target_}; "
                           f"it takes: {', '.join(takes)}.")

@@ -16,32 +16,24 @@ import argparse
 import base64
 import html
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
 
-from ser.aggregate import mean_std
-from ser.grid import cell_text, grid_markdown, with_interval, write_grid
+from ser import results as results_file
+from ser.grid import cell_text, grid_markdown, write_grid
 from ser.metrics import paired_speaker_bootstrap
+from ser.results import mean_std, with_interval
 
 PAIRED_RESAMPLES = 2000
 
 
 def load_runs(folder: Path) -> list[dict]:
-    runs = []
-    for path in sorted(folder.rglob("results.json"), key=natural_order):
-        results = json.loads(path.read_text())
-        results["folder"] = str(path.parent.relative_to(folder)) or "."
-        runs.append(results)
+    runs = [{**results, "folder": str(path.parent.relative_to(folder)) or "."}
+            for path, results in results_file.find(folder)]
     if not runs:
         raise SystemExit(f"error: no results.json below {folder}: point ser-report at a run or multirun folder")
     return runs
-
-
-def natural_order(path: Path) -> list[tuple[int, int | str]]:
-    """Job folders 0, 1, ..., 10 in numeric order; numbers sort before names."""
-    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.parts]
 
 
 def label(run: dict) -> str:
@@ -142,7 +134,7 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     runs = load_runs(folder)
     bars = folder / "report_uar.png"
     save_uar_bars([f"{r['model']}/{r['data']}/{r.get('seed')}" for r in runs], [r["test/uar"] for r in runs],
-                  [r.get("test/uar_ci95") for r in runs], bars, chance=[1 / r["num_classes"] for r in runs])
+                  [r.get("test/uar_ci95") for r in runs], bars, chance=[results_file.chance(r) for r in runs])
     grid = write_grid(folder)  # also what a multirun writes at its end: cross_corpus.json/.md/.png
     heatmaps = [(model, folder / f"cross_corpus_{model}.png") for model in grid]
     sections = [

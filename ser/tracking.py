@@ -1,9 +1,10 @@
-"""Experiment tracking: W&B that never prompts."""
+"""Experiment tracking: W&B that never prompts, and a CSV history that survives a restart."""
 
 from __future__ import annotations
 
 import configparser
 import contextlib
+import csv
 import logging
 import netrc
 import os
@@ -13,7 +14,10 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import torch
+from lightning.pytorch.loggers import CSVLogger as LightningCSVLogger
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 log = logging.getLogger(__name__)
 
@@ -106,3 +110,74 @@ def _finish_wandb(exit_code: int) -> None:
     wandb = sys.modules.get("wandb")  # not imported: no run to end
     if wandb is not None and wandb.run is not None:
         wandb.run.finish(exit_code=exit_code)
+
+
+class CSVLogger(LightningCSVLogger):
+    """Lightning's CSVLogger (``csv/metrics.csv``), except that a run continued in its folder
+    keeps its history: Lightning's deletes the earlier metrics.csv when it starts ("Previous log
+    files in this directory will be deleted"), so a run stopped after epoch 1 of 4 and continued
+    kept only the epochs after the restart. Here the rows logged up to the checkpoint the run
+    continues from are kept (:func:`continue_history`), each epoch's rows once, and whatever is
+    logged before a checkpoint is on disk when the checkpoint is."""
+
+    @property
+    def experiment(self) -> HistoryWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = HistoryWriter(self.log_dir)
+        return self._experiment
+
+    def after_save_checkpoint(self, checkpoint_callback) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        self.save()
+
+
+class HistoryWriter(ExperimentWriter):
+    """metrics.csv rewritten whole at each save from the rows kept in memory (one run's rows:
+    a few per epoch), earlier rows of a continued run first."""
+
+    def __init__(self, log_dir: str) -> None:
+        self.earlier: list[dict] = []  # rows found in metrics.csv at start (rows of the run before)
+        self.history: list[dict] = []
+        super().__init__(log_dir)
+
+    def _check_log_dir_exists(self) -> None:
+        # Instead of Lightning's deletion: read what is there; continue_history decides.
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as handle:
+                self.earlier = [{k: v for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(handle)]
+
+    def continue_from(self, step: int) -> None:
+        """Keep the earlier rows logged at or before ``step`` (the checkpoint's global step)."""
+        self.history = [row for row in self.earlier if int(float(row.get("step", 0))) <= step]
+
+    def save(self) -> None:
+        if not self.metrics and not self.history:
+            return
+        rows = once_per_epoch([*self.history, *self.metrics])
+        self.metrics, self.history = [], rows
+        self.metrics_keys = sorted({key for row in rows for key in row})
+        with self._fs.open(self.metrics_file_path, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+def once_per_epoch(rows: list[dict]) -> list[dict]:
+    """Rows with the same epoch and the same metrics (an epoch's validation, its learning
+    rate) logged again after a restart: only the later one stays."""
+    def kind(row):
+        return row.get("epoch") is not None and (str(row["epoch"]), frozenset(k for k in row if k != "step"))
+
+    last = {kind(row): i for i, row in enumerate(rows) if kind(row)}
+    return [row for i, row in enumerate(rows) if not kind(row) or last[kind(row)] == i]
+
+
+def continue_history(logger, checkpoint: str | None) -> None:
+    """A run continuing from ``checkpoint`` keeps its CSV history up to it; a run that starts
+    afresh (none) starts an empty one, as Lightning would."""
+    if not isinstance(logger, CSVLogger):
+        return
+    writer = logger.experiment
+    step = torch.load(checkpoint, map_location="cpu", weights_only=True)["global_step"] if checkpoint else -1
+    writer.continue_from(step)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import signal
@@ -22,16 +21,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
-from rich.table import Table
 
-from ser.callbacks import ValidationFinishesFirst
+from ser import results as results_file
+from ser.callbacks import FromTrainingSplit, ValidationFinishesFirst
 from ser.errors import ConfigError, UserError
-from ser.grid import with_interval
-from ser.metrics import per_speaker_confusion, scores, speaker_bootstrap
 from ser.module import SERModule
-from ser.plots import normalise_rows, save_confusion_matrix
+from ser.plots import save_confusion_matrix
 from ser.preflight import made
-from ser.tracking import closing_runs, start
+from ser.tracking import closing_runs, continue_history, start
 
 log = logging.getLogger(__name__)
 
@@ -62,20 +59,18 @@ def run(cfg: DictConfig) -> dict:
     datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend))
     loggers = built("logger", lambda: instantiate_all(cfg.get("logger")))
     with closing_runs():
-        callbacks = [*instantiate_all(cfg.get("callbacks")), *pruning(cfg), ValidationFinishesFirst()]
+        callbacks = [*instantiate_all(cfg.get("callbacks")), *pruning(cfg), ValidationFinishesFirst(),
+                     FromTrainingSplit(datamodule)]
         trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=loggers or False, callbacks=callbacks))
         model.check_device("cpu" if isinstance(trainer.accelerator, CPUAccelerator) else "accelerator")
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # as W&B receives it
         for logger in loggers:
             start(logger)
+            continue_history(logger, resume_from)
             logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
         if train:
-            if model.hparams.get("class_weights"):  # from the training split: the data is read first
-                datamodule.prepare_data()
-                datamodule.setup("fit")
-                model.weigh_classes(datamodule.class_counts("train"))
             fit(trainer, model, datamodule, resume_from)
         else:
             datamodule.prepare_data()
@@ -97,7 +92,9 @@ def run(cfg: DictConfig) -> dict:
 
 def fit(trainer, model, datamodule, ckpt_path: str | None) -> None:
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+        # weights_only: a checkpoint is never unpickled, resuming included (ser's checkpoints
+        # hold tensors and plain values only).
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException:
         # Lightning stops at the next step, saves checkpoints/interrupted.ckpt and exits as if
         # finished (code 0); a scheduler must see that the job did not end, so say so.
@@ -225,7 +222,7 @@ def evaluate(cfg, trainer, model, datamodule, validation: dict) -> dict:
             log.warning("No %s checkpoint (fast_dev_run, no validation or no checkpoint callback): "
                         "testing the current weights", which)
     tested = test_scores(cfg, trainer, model, datamodule, ckpt)
-    return {**tested, **run_record(cfg, datamodule, ckpt or cfg.get("ckpt_path") or ""), **validation}
+    return results_file.build(tested, run_record(cfg, datamodule, ckpt or cfg.get("ckpt_path") or ""), validation)
 
 
 def chosen_checkpoint(trainer, which: str) -> str:
@@ -241,42 +238,32 @@ def chosen_checkpoint(trainer, which: str) -> str:
 
 
 def test_scores(cfg, trainer, model, datamodule, ckpt: str | None) -> dict:
-    """What a test split says of a model: its metrics, per-class recall, confusion counts, and
-    by speaker (below) the intervals."""
-    metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)[0]
-    counts = model.confusion.compute().cpu().numpy().astype(int)
-    recalls = normalise_rows(counts).diagonal()
+    """What a test split says of a model: the logged metrics, the task's record (per class,
+    confusion counts) and, by speaker, per-speaker scores and the intervals."""
+    metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0]
     return {
         **{k: float(v) for k, v in sorted(metrics.items())},
-        "classes": model.classes,
-        "num_classes": len(model.classes),
-        "per_class_recall": dict(zip(model.classes, map(float, recalls))),
-        "confusion_matrix": counts.tolist(),
+        **model.task.test_record(),
         **datamodule.split_counts(),
         **speaker_scores(cfg, model, datamodule, trainer.world_size),
     }
 
 
 def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
-    """Per-speaker UAR and confusion counts, the 95% intervals of the test scores resampling
-    speakers (``test_bootstrap`` resamples; 0: none), and a digest of the clips scored (two
-    runs with the same digest can be compared speaker by speaker: ser-report does)."""
-    resamples = cfg.get("test_bootstrap", 1000)
+    """The task's scores by speaker with their intervals (``test_bootstrap`` resamples; 0:
+    none), and a digest of the clips scored (two runs with the same digest can be compared
+    speaker by speaker: ser-report does)."""
     if world_size > 1:  # each process scored a shard of the clips
         log.info("Intervals by speaker are computed in one process: score the checkpoint with "
                  "train=false on one device for them")
         return {}
-    preds, labels = model.test_predictions()
-    clips = datamodule.eval_clips("test")[: len(preds)]  # trainer.limit_test_batches: the first clips
-    names, counts = per_speaker_confusion(preds, labels, [c.speaker for c in clips], len(model.classes))
-    out = {"per_speaker_uar": dict(zip(names, map(float, scores(counts)["uar"]))),
-           "per_speaker_confusion": dict(zip(names, counts.tolist())),
-           "test_clips": hashlib.sha1("\n".join(sorted(c.path for c in clips)).encode()).hexdigest()}
-    if resamples:
-        intervals = speaker_bootstrap(counts, resamples, seed=cfg.get("seed") or 0)
-        out.update({f"test/{name}_ci95": bounds for name, bounds in intervals.items()})
-        out["bootstrap"] = {"unit": "speaker", "resamples": resamples, "speakers": len(names)}
-    return out
+    clips = datamodule.eval_clips("test")[: len(model.task.test_predictions()[0])]  # limit_test_batches
+    by_speaker = model.task.by_speaker([c.speaker for c in clips], cfg.get("test_bootstrap", 1000),
+                                       seed=cfg.get("seed") or 0)
+    if skipped := by_speaker.get("bootstrap", {}).get("skipped"):
+        log.warning("No 95%% intervals for the test scores: %s", skipped)
+    digest = hashlib.sha1("\n".join(sorted(c.path for c in clips)).encode()).hexdigest()
+    return {**by_speaker, "test_clips": digest}
 
 
 def cross_corpus(cfg, own: dict, world_size: int) -> dict:
@@ -302,18 +289,12 @@ def cross_corpus(cfg, own: dict, world_size: int) -> dict:
                                                        enable_checkpointing=False))
         log.info("Testing %s on %s", ckpt, name)
         scored[name] = test_scores(cfg, trainer, model, datamodule, None)
-    return {name: {key: value for key, value in results.items() if key in CROSS_CORPUS_KEYS}
-            for name, results in scored.items()}
-
-
-# What results.json keeps of each cross-corpus test (the full record is the corpus's own run's).
-CROSS_CORPUS_KEYS = ("test/uar", "test/war", "test/macro_f1", "test/uar_ci95", "test/war_ci95",
-                     "test/macro_f1_ci95", "classes", "confusion_matrix", "n_test", "per_speaker_uar")
+    return {name: results_file.cross_corpus_entry(results) for name, results in scored.items()}
 
 
 def report(results: dict, out: Path, loggers) -> None:
     """results.json, the confusion matrix figures, the printed table and W&B's summary."""
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    results_file.write(results, out)
     save_confusion_matrix(np.asarray(results["confusion_matrix"]), results["classes"], out / "confusion_matrix.png",
                           title=f"{results['model']} on {results['data']}: test UAR {results['test/uar']:.3f}")
     for name, tested in results.get("cross_corpus", {}).items():
@@ -322,7 +303,9 @@ def report(results: dict, out: Path, loggers) -> None:
                                   out / f"confusion_matrix_{name}.png",
                                   title=f"{results['model']} ({results['data']}) on {name}: "
                                         f"test UAR {tested['test/uar']:.3f}")
-    print_results(results, out)
+    console = Console()
+    console.print(results_file.table(results))
+    console.print(f"Run folder: {out}")
     log_to_wandb(loggers, results, out / "confusion_matrix.png")
     return results
 
@@ -347,7 +330,7 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
             "test/confusion_matrix_image": wandb.Image(str(figure)),
             "test/confusion_matrix": wandb.plot.confusion_matrix(y_true=truth, preds=preds, class_names=classes),
         })
-        for key in ("test/uar", "test/war", "test/macro_f1"):
+        for key in results_file.METRICS:
             logger.experiment.summary[key] = results[key]
         for name, tested in results.get("cross_corpus", {}).items():
             logger.experiment.summary[f"cross_corpus/{name}/uar"] = tested["test/uar"]
@@ -367,20 +350,3 @@ def run_record(cfg, datamodule, tested_ckpt) -> dict:
         "tested_ckpt": str(tested_ckpt),
         "trained": bool(cfg.get("train", True)),
     }
-
-
-def print_results(results: dict, out: Path) -> None:
-    table = Table(title=f"ser: {results['model']} on {results['data']} ({results['protocol']}), test split")
-    table.add_column("metric")
-    table.add_column("value [95% interval, speakers resampled]", justify="right")
-    for key in ("test/uar", "test/war", "test/macro_f1"):
-        table.add_row(key, with_interval(results[key], results.get(f"{key}_ci95"), digits=4))
-    for name, recall in results["per_class_recall"].items():
-        table.add_row(f"  recall/{name}", f"{recall:.3f}")
-    for name, tested in results.get("cross_corpus", {}).items():
-        if name != results["data"]:
-            table.add_row(f"test/uar on {name} ({len(tested['classes'])} shared)",
-                          with_interval(tested["test/uar"], tested.get("test/uar_ci95"), digits=4))
-    console = Console()
-    console.print(table)
-    console.print(f"Run folder: {out}")

@@ -115,7 +115,7 @@ def test_multi_corpus_keeps_speakers_apart(corpora):
 def datamodule(corpus, root, cache, emotions, **kw):
     """Waveforms as a log-mel model reads them with precompute_features off: 16 kHz, clips of
     at least one STFT window (2048 samples)."""
-    from ser.features import FeatureFrontend
+    from ser.frontends.spectral import FeatureFrontend
 
     kw = {"frontend": FeatureFrontend(), "precompute_features": False, **kw}
     dm = SERDataModule(corpus, str(root), emotions, num_workers=0, cache_dir=str(cache), **kw)
@@ -184,7 +184,7 @@ def test_bad_files_are_skipped_by_name_and_odd_ones_converted(tmp_path, caplog):
 
     import torch
 
-    from ser.features import FeatureFrontend
+    from ser.frontends.spectral import FeatureFrontend
 
     cache = dm.datasets["train"].cache
     silent = torch.from_numpy(np.array(cache[str(audio / "1003_ITS_ANG_XX.wav")]))[None]

@@ -1,4 +1,4 @@
-"""Pretrained speech encoders (ser/encoders.py, model=hf): loading, Whisper's windows, the
+"""Pretrained speech encoders (ser/frontends/encoders.py, model=hf): loading, Whisper's windows, the
 frozen-encoder cache, fine-tuning, and the offline error. Every encoder is a tiny random one
 of its transformers family, saved with save_pretrained (tests/tiny_encoders.py)."""
 
@@ -14,8 +14,8 @@ import torch
 from hydra.utils import instantiate
 from tiny_encoders import put_in_hub_cache, write_tiny_encoder
 
-from ser.encoders import EncoderFrontend, EncoderUnavailable
 from ser.errors import ConfigError
+from ser.frontends.encoders import EncoderFrontend, EncoderUnavailable
 from ser.models.hf import EncoderHead
 
 from conftest import REPO, SMALL

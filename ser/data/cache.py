@@ -34,6 +34,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 from ser.data.audio import DECODE_THREADS, try_load_mono
 from ser.errors import UserError
+from ser.frontends.normalize import SpeakerNormalizer
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 2  # 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono)
@@ -42,7 +43,7 @@ FORMAT_VERSION = 2  # 2: DC offset removed, peaks beyond full scale scaled back 
 class FrozenStage(Protocol):
     """The part of a model whose output per clip never changes while it trains, handed to the
     data side by the composition root so that it is computed once per clip and cached (the
-    log-mel of a spectral front end: ``ser.features.LogMelStage``)."""
+    log-mel of a spectral front end: ``ser.frontends.spectral.LogMelStage``)."""
 
     description: str  # what it computes, for the progress bar
     width: int  # values per output frame
@@ -212,48 +213,54 @@ class FeatureCache(ClipCache):
 
 
 class SpeakerNormalised(ClipCache):
-    """Features normalised per speaker: each value of a frame (a mel bin) to zero mean and unit
-    variance over every frame of that speaker's clips. The standard in speech emotion
+    """Features normalised per speaker, as the front end's :class:`SpeakerNormalizer` says
+    (``ser.frontends.normalize``): each value of a frame (a mel bin, a functional) to zero mean
+    and unit variance over every frame of that speaker's clips. The standard in speech emotion
     recognition: it removes what a speaker's voice and microphone add to every clip (register,
     vocal tract, channel colour) and keeps how their clips differ from each other. It uses each
-    speaker's unlabelled audio, the test speakers' included."""
+    speaker's unlabelled audio, the test speakers' included. The index keeps each speaker's
+    moments, from which the pooled statistics of the training speakers are summed."""
+
+    def __init__(self, *args, speaker_moments: dict[str, np.ndarray] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.speaker_moments = speaker_moments or {}  # speaker -> [3, width] (count, sum, sum of squares)
 
     @classmethod
-    def open(cls, features: ClipCache, speaker_of: dict[str, str], cache_dir: str | Path) -> SpeakerNormalised:
+    def open(cls, features: ClipCache, speaker_of: dict[str, str], normalizer: SpeakerNormalizer,
+             cache_dir: str | Path) -> SpeakerNormalised:
         """The clips of ``speaker_of`` (path -> speaker), normalised; built once per grouping."""
         grouping = hashlib.sha1(json.dumps(sorted(speaker_of.items())).encode()).hexdigest()[:16]
-        spec = {"features": features.data_file.stem, "speakers": grouping}
+        spec = {"features": features.data_file.stem, "speakers": grouping, "rule": normalizer.version}
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         base = Path(cache_dir).expanduser() / "by_speaker" / key
-        built_once(base, lambda: write(base, normalised_by_speaker(features, speaker_of), len(speaker_of),
-                                       "Normalising features per speaker", width=features.width, spec=spec))
-        return cls.load(base)
+
+        def build():
+            totals = speaker_totals(features, speaker_of, normalizer)
+            normalised = normalised_by_speaker(features, speaker_of, normalizer, totals)
+            write(base, normalised, len(speaker_of), "Normalising features per speaker", width=features.width,
+                  spec=spec, speaker_moments={name: total.tolist() for name, total in totals.items()})
+        built_once(base, build)
+        cache = cls.load(base)
+        index = json.loads(base.with_suffix(".json").read_text())
+        cache.speaker_moments = {name: np.asarray(total) for name, total in index["speaker_moments"].items()}
+        return cache
 
 
-def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str]) -> Iterator[tuple[str, tuple]]:
-    """(path, (rows normalised by its speaker's moments, None)), from two passes over the cache."""
-    sums: dict[str, np.ndarray] = {}
+def speaker_totals(features: ClipCache, speaker_of: dict[str, str],
+                   normalizer: SpeakerNormalizer) -> dict[str, np.ndarray]:
+    """Each speaker's moments, summed over their clips (one pass over the cache)."""
+    totals: dict[str, np.ndarray] = {}
     for path, speaker in speaker_of.items():
-        sums[speaker] = sums.get(speaker, 0) + moments(features[path])
-    scale = {speaker: mean_and_std(total) for speaker, total in sums.items()}
+        totals[speaker] = totals.get(speaker, 0) + normalizer.moments(features[path])
+    return totals
+
+
+def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str], normalizer: SpeakerNormalizer,
+                          totals: dict[str, np.ndarray]) -> Iterator[tuple[str, tuple]]:
+    """(path, (rows normalised by its speaker's statistics, None))."""
+    statistics = {speaker: normalizer.statistics(total) for speaker, total in totals.items()}
     for path, speaker in speaker_of.items():
-        mean, std = scale[speaker]
-        yield path, (((features[path] - mean) / std).astype(np.float32), None)
-
-
-def moments(rows: np.ndarray) -> np.ndarray:
-    """[count, sum, sum of squares] of each value over ``rows`` (float64), to add up over clips."""
-    rows = rows.astype(np.float64)
-    return np.stack([np.full(rows.shape[1:], len(rows)), rows.sum(0), np.square(rows).sum(0)])
-
-
-def mean_and_std(total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The mean and (population) std that added-up :func:`moments` give; the std is kept off
-    zero, so a value a speaker never varies normalises to 0, not to NaN. ser-predict uses the
-    same two functions, so a speaker's clips are normalised there as in training."""
-    count, values, squares = total
-    mean = values / count
-    return mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + 1e-5
+        yield path, (normalizer.apply(features[path], statistics[speaker]), None)
 
 
 def built_once(base: Path, build) -> None:

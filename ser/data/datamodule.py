@@ -58,6 +58,7 @@ from ser.data.loading import (
 from ser.data.options import check_data_options
 from ser.data.splits import SPLITS, assign_splits
 from ser.errors import ConfigError
+from ser.frontends.normalize import SpeakerNormalizer, SpeakerStatistics
 
 log = logging.getLogger(__name__)
 RESIDENT_SHARE = 0.25  # cache_on_device=auto: at most this share of the GPU's free memory
@@ -65,14 +66,16 @@ RESIDENT_SHARE = 0.25  # cache_on_device=auto: at most this share of the GPU's f
 
 class FrontEnd(Protocol):
     """What the data side takes from the model's front end, which the composition root hands
-    over (``ser.features.FeatureFrontend``): the rate to resample to, the shortest clip it can
-    analyse, and the frozen stage to compute once per clip (None: feed waveforms)."""
+    over (``ser.frontends.Frontend``): the rate to resample to, the shortest clip it can
+    analyse, the frozen stage to compute once per clip (None: feed waveforms), and how to
+    normalise that stage's output per speaker (None: not per speaker)."""
 
     sample_rate: int
     min_samples: int
-    normalize: str  # "speaker": the data side normalises the frozen stage's output per speaker
 
     def frozen_stage(self) -> FrozenStage | None: ...
+
+    def speaker_normalizer(self) -> SpeakerNormalizer | None: ...
 
 
 class SERDataModule(L.LightningDataModule):
@@ -115,7 +118,8 @@ class SERDataModule(L.LightningDataModule):
         self.min_samples = frontend.min_samples if frontend is not None else 1
         stage = frontend.frozen_stage() if frontend is not None else None
         self.frozen_stage: FrozenStage | None = stage if precompute_features else None
-        self.by_speaker = frontend is not None and frontend.normalize == "speaker"
+        self.normalizer = frontend.speaker_normalizer() if frontend is not None else None
+        self.by_speaker = self.normalizer is not None
         if self.by_speaker and self.frozen_stage is None:
             raise ConfigError("features.normalize=speaker normalises cached features per speaker: it needs "
                               "a spectral front end (features=logmel or mfcc) and data.precompute_features=true.")
@@ -148,7 +152,8 @@ class SERDataModule(L.LightningDataModule):
         waveforms, cache = self._open_caches(clips)
         self.clips = self._usable(clips, waveforms)
         if self.by_speaker:
-            cache = SpeakerNormalised.open(cache, {c.path: c.speaker for c in self.clips}, self.cache_dir)
+            cache = SpeakerNormalised.open(cache, {c.path: c.speaker for c in self.clips}, self.normalizer,
+                                           self.cache_dir)
         self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
                                         self.split, paths=[c.path for c in self.clips], **self.split_args)
         max_len = self.max_samples
@@ -298,6 +303,17 @@ class SERDataModule(L.LightningDataModule):
             return 0
         cores_per_process = (os.cpu_count() or 2) // max(1, trainer.world_size)
         return max(1, min(4, cores_per_process - 1))
+
+    def training_statistics(self) -> tuple[SpeakerStatistics, float] | None:
+        """The pooled per-speaker statistics of the training speakers and their frame count
+        (None: nothing is normalised per speaker): what the model keeps for a speaker whose other
+        clips are not at hand (``ser.frontends.normalize.PooledStatistics``)."""
+        if not self.by_speaker:
+            return None
+        cache = self.datasets["train"].cache
+        speakers = {c.speaker for c, s in zip(self.clips, self.assignment) if s == "train"}
+        total = sum(cache.speaker_moments[name] for name in sorted(speakers))
+        return self.normalizer.statistics(total), float(total[0].max())
 
     # -- records ---------------------------------------------------------------------------
     def split_counts(self) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""The head on a pretrained speech encoder (``features=encoder``: ``ser.encoders``): the SUPERB
+"""The head on a pretrained speech encoder (``features=encoder``: ``ser.frontends.encoders``): the SUPERB
 recipe. A learned softmax-weighted sum of every hidden state (or one chosen layer, or the
 last), pooled over the clip's real frames (mean, or attentive), then a small classifier.
 

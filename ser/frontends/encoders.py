@@ -55,6 +55,7 @@ class EncoderFrontend(nn.Module):
     """Waveforms -> the encoder's hidden states, ``[B, num_states * hidden, frames]``."""
 
     normalize = "none"  # the encoder normalises (do_normalize) by itself; nothing per speaker
+    injects = ("in_features", "num_states", "per_frame")  # the network arguments net_arguments gives
 
     def __init__(self, name: str, sample_rate: int = 16000, freeze: str = "all", states: str = "pooled",
                  gradient_checkpointing: bool = False, pretrained: bool = True, batch_size: int = 8):
@@ -106,6 +107,9 @@ class EncoderFrontend(nn.Module):
 
     def frozen_stage(self) -> EncoderStage | None:
         return EncoderStage(self) if self.freeze == "all" else None
+
+    def speaker_normalizer(self) -> None:
+        return None  # nothing is normalised per speaker
 
     def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
         """Frames handed over for clips of ``samples``: one for pooled states."""

@@ -1,0 +1,103 @@
+"""Per-speaker standardisation: the one place that says how a speaker's statistics are
+gathered and applied.
+
+A front end that normalises per speaker (``features.normalize=speaker``) hands a
+:class:`SpeakerNormalizer` to whoever meets a speaker's clips: the data side's cache (every
+speaker of a corpus), ser-predict (the files of one call, or enrolment clips) and an exported
+model. Each value of a frame (a mel bin, a functional) goes to zero mean and unit variance over
+every frame of that speaker's clips. Statistics travel as *moments* (count, sum, sum of
+squares per value, float64), which add up over clips and speakers: a speaker's statistics are
+the sum over their clips, the pooled training statistics (the fallback for a speaker whose other
+clips are not at hand) the sum over the training speakers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+# Bump when what the statistics or their application mean changes: caches built with an older
+# rule are keyed apart (``ser.data.cache.SpeakerNormalised``).
+RULE_VERSION = 1
+STD_FLOOR = 1e-5  # keeps a value a speaker never varies at 0 instead of NaN
+
+
+def moments(rows: np.ndarray) -> np.ndarray:
+    """``[3, width]``: count, sum and sum of squares of each value over ``rows[frames, width]``."""
+    rows = np.asarray(rows, dtype=np.float64)
+    return np.stack([np.full(rows.shape[1:], len(rows)), rows.sum(0), np.square(rows).sum(0)])
+
+
+@dataclass(frozen=True)
+class SpeakerStatistics:
+    """The mean and (population) std of each value over a speaker's frames."""
+
+    mean: np.ndarray  # [width] (float64; a tensor where a front end's buffers hold it)
+    std: np.ndarray  # [width], never below STD_FLOOR
+
+    @classmethod
+    def from_moments(cls, total: np.ndarray) -> SpeakerStatistics:
+        count, values, squares = np.asarray(total, dtype=np.float64)
+        if not (count > 0).all():
+            raise ValueError("speaker statistics need at least one frame")
+        mean = values / count
+        return cls(mean, np.sqrt(np.maximum(squares / count - mean ** 2, 0)) + STD_FLOOR)
+
+    @classmethod
+    def of(cls, clips: Iterable[np.ndarray]) -> SpeakerStatistics:
+        """The statistics of the clips ``rows[frames, width]`` of one speaker."""
+        return cls.from_moments(sum(moments(rows) for rows in clips))
+
+
+class SpeakerNormalizer:
+    """How a front end's frozen-stage output is standardised per speaker."""
+
+    version = RULE_VERSION
+
+    @staticmethod
+    def moments(rows: np.ndarray) -> np.ndarray:
+        return moments(rows)
+
+    @staticmethod
+    def statistics(total: np.ndarray) -> SpeakerStatistics:
+        return SpeakerStatistics.from_moments(total)
+
+    @staticmethod
+    def apply(rows, statistics: SpeakerStatistics):
+        """``rows[..., width]`` (numpy, or a torch tensor) standardised by ``statistics``,
+        in float32 as the caches hold them."""
+        if isinstance(rows, np.ndarray):
+            mean, std = (torch.as_tensor(v).cpu().numpy() for v in (statistics.mean, statistics.std))
+            return ((rows - mean) / std).astype(np.float32)
+        mean = torch.as_tensor(statistics.mean, dtype=torch.float64, device=rows.device)
+        std = torch.as_tensor(statistics.std, dtype=torch.float64, device=rows.device)
+        return ((rows.double() - mean) / std).float()
+
+
+class PooledStatistics(nn.Module):
+    """The pooled statistics of the training speakers, kept in the front end (and so in its
+    checkpoint): what a clip whose speaker's other clips are not at hand is standardised by
+    (ser-predict on a lone file, a waveform through the model's forward). Identity until the
+    composition root hands the training split's statistics over (:meth:`remember`)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(width, dtype=torch.float64))
+        self.register_buffer("std", torch.ones(width, dtype=torch.float64))
+        self.register_buffer("frames", torch.zeros((), dtype=torch.float64))  # 0: never handed over
+
+    def remember(self, statistics: SpeakerStatistics, frames: float) -> None:
+        self.mean.copy_(torch.as_tensor(statistics.mean))
+        self.std.copy_(torch.as_tensor(statistics.std))
+        self.frames.fill_(frames)
+
+    @property
+    def known(self) -> bool:
+        return bool(self.frames > 0)
+
+    def statistics(self) -> SpeakerStatistics:
+        return SpeakerStatistics(self.mean, self.std)  # the buffers themselves: no copy, no sync
