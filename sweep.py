@@ -1,6 +1,6 @@
 """W&B sweeps over train.py, with or without a W&B account.
 
-    python sweep.py --config conf/sweep/cnn_family.yaml [--count N] [hydra overrides ...]
+    python sweep.py --config sweeps/cnn_family.yaml [--count N] [hydra overrides ...]
 
 The sweep file is a standard W&B sweep configuration (method grid/random/bayes, metric,
 parameters) whose parameter names are Hydra keys (``model``, ``model.optimizer.lr``...).
@@ -120,7 +120,7 @@ def _plain(value):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="a W&B sweep file (see conf/sweep/)")
+    parser.add_argument("--config", required=True, help="a W&B sweep file (see sweeps/)")
     parser.add_argument("--count", type=int, default=None, help="trials to run (default: a whole grid, else 10)")
     parser.add_argument("--project", default="ser")
     parser.add_argument("--local", action="store_true", help="run here even with W&B credentials")

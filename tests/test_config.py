@@ -14,7 +14,25 @@ from conftest import CONF, REPO
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("default"))
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def test_help_lists_only_choices_and_every_listed_option_composes(compose_cfg, tmp_path):
+    """Shared bases (conf/base_*.yaml) are not choices, and W&B sweep specs (sweeps/) are no
+    Hydra group: --help lists neither, and every option it lists composes."""
+    proc = subprocess.run([sys.executable, "train.py", "--help"], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    groups = proc.stdout.split("== Configuration groups ==")[1].split("== Config ==")[0]
+    listed = dict(line.split(": ", 1) for line in groups.strip().splitlines()[1:] if ": " in line)
+    assert "sweep" not in listed and {"data", "model", "experiment", "debug"} <= set(listed)
+    for group, names in listed.items():
+        names = names.split(", ")
+        assert not any(n.startswith(("base", "default_")) for n in names), (group, names)
+        assert group in ("trainer", "callbacks", "augment", "paths") or "default" not in names, (group, names)
+        for name in names:
+            overrides = [f"{group}={name}"] + ([f"data.root={tmp_path}"] if group == "data" else [])
+            compose_cfg(overrides)
+    assert not (CONF / "sweep").exists()
 
 
 @pytest.mark.parametrize("group", ["data", "features", "augment", "model", "callbacks", "logger",

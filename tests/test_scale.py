@@ -89,13 +89,14 @@ def test_evaluate_a_checkpoint_on_another_corpus(trained, tmp_path, train_cli):
 
 
 def test_ddp_with_two_cpu_processes_counts_every_test_clip_once(train_cli, tmp_path):
-    train_cli([*QUICK, "trainer=ddp_sim", "trainer.limit_test_batches=1.0", "data.eval_batch_size=7"], tmp_path)
+    train_cli([*QUICK, "model=cnn_gru", "trainer=ddp_sim", "trainer.limit_test_batches=1.0", "data.eval_batch_size=7"],
+              tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert sum(map(sum, results["confusion_matrix"])) == results["n_test"]
 
 
 def test_bf16_mixed_precision_on_cpu(train_cli, tmp_path):
-    train_cli([*QUICK, "trainer=cpu", "trainer.precision=bf16-mixed"], tmp_path)
+    train_cli([*QUICK, "model=cnn_gru", "trainer=cpu", "trainer.precision=bf16-mixed"], tmp_path)
     results = json.loads((tmp_path / "results.json").read_text())
     assert np.isfinite(results["test/loss"])
 

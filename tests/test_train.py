@@ -210,6 +210,14 @@ def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offli
         step = int(re.search(r"from last\.ckpt \(step (\d+)\)", again.stderr + again.stdout).group(1))
         assert epochs == list(range(step // 6, 4))
     assert json.loads((run / "results.json").read_text())["test/uar"] >= 0
+    # The CSV history: every epoch's validation once, across both processes (what was logged up
+    # to the checkpoint is on disk with it, even after a SIGKILL); no checkpoint unpickled.
+    with open(run / "csv" / "metrics.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(int(r["epoch"]) for r in rows if r.get("val/uar")) == [0, 1, 2, 3]
+    trained = sorted(int(r["epoch"]) for r in rows if r.get("train/uar"))
+    assert trained == [0, 1, 2, 3] if signal_name == "SIGTERM" else trained[-3:] == [1, 2, 3]
+    assert "weights_only" not in first.stderr + again.stderr
 
 
 def test_a_folder_holding_another_configs_run_is_refused(train_cli, tmp_path):
