@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch.callbacks import OnExceptionCheckpoint
 
 
 class ValidationFinishesFirst(L.Callback):
@@ -49,4 +50,16 @@ class FromTrainingSplit(L.Callback):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if stage == "fit":
             pl_module.learn_from_training_split(self.datamodule.class_counts("train"),
-                                                self.datamodule.training_statistics())
+                                                self.datamodule.training_statistics(),
+                                                self.datamodule.corpus.attribute_scale)
+
+
+class InterruptedCheckpoint(OnExceptionCheckpoint):
+    """Lightning's OnExceptionCheckpoint (``checkpoints/interrupted.ckpt`` on Ctrl-C, SIGTERM or
+    a crash), saving the whole training state explicitly: Lightning's own leaves
+    ``weights_only`` unset, which saves the same but logs "`weights_only` was not set,
+    defaulting to `False`", read as if a checkpoint were unpickled. Nothing here is: every load
+    is ``weights_only=True`` (``torch.load``'s), resuming included."""
+
+    def on_exception(self, trainer: L.Trainer, *_, **__) -> None:
+        trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # optimiser and loops too, to resume

@@ -88,19 +88,20 @@ def cross_corpus_grid(folder: str | Path) -> dict:
 def cell(tested: list[dict]) -> dict | None:
     if not tested:
         return None
-    uars = [t["test/uar"] for t in tested]
+    key = results_file.headline(tested[0])  # test/uar, or test/ccc for attributes
+    uars = [t[key] for t in tested]
     mean, std = mean_std(uars)
-    return {"uar": mean, "std": std, "runs": len(uars),
-            "ci95": tested[0].get("test/uar_ci95") if len(uars) == 1 else None,
-            "classes": tested[0]["classes"], "n_test": tested[0].get("n_test")}
+    return {key[5:]: mean, "score": mean, "metric": key[5:], "std": std, "runs": len(uars),
+            "ci95": tested[0].get(f"{key}_ci95") if len(uars) == 1 else None,
+            "classes": tested[0].get("classes"), "n_test": tested[0].get("n_test")}
 
 
 def cell_text(c: dict | None) -> str:
     if c is None:
         return "—"
     if c["runs"] > 1:
-        return f"{c['uar']:.3f} ± {c['std']:.3f} (n={c['runs']})"
-    return with_interval(c["uar"], c["ci95"])
+        return f"{c['score']:.3f} ± {c['std']:.3f} (n={c['runs']})"
+    return with_interval(c["score"], c["ci95"])
 
 
 def grid_markdown(grid: dict) -> str:

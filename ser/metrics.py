@@ -1,22 +1,96 @@
-"""Classification metrics: per batch from torchmetrics (UAR, macro recall, is the headline),
-and the speaker-resampled intervals of a split's scores from its confusion counts."""
+"""Metrics. Classification: per batch from torchmetrics (UAR, macro recall, is the headline),
+and the speaker-resampled intervals of a split's scores from its confusion counts. Attributes:
+the concordance correlation coefficient (CCC) per attribute and their mean, per batch from
+torchmetrics, and the speaker-resampled intervals from per-speaker sums."""
 
 from __future__ import annotations
 
 import numpy as np
-from torchmetrics import MetricCollection
+import torch
+from torchmetrics import Metric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
+
+from ser.data.emotions import ATTRIBUTES
+
+IGNORE = -100  # the class target of a clip without a category (task=both): no loss, no count
 
 
 def classification_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """UAR, WAR and macro F1. Macro F1 is the unweighted mean of each class's F1 over every
+    class (scikit-learn's f1_score(average="macro"), as the Odyssey 2024 challenge scores it)."""
     return MetricCollection(
         {
-            "uar": MulticlassRecall(num_classes, average="macro"),  # unweighted average recall
-            "war": MulticlassAccuracy(num_classes, average="micro"),  # weighted = plain accuracy
-            "macro_f1": MulticlassF1Score(num_classes, average="macro"),
+            "uar": MulticlassRecall(num_classes, average="macro", ignore_index=IGNORE),  # unweighted average recall
+            "war": MulticlassAccuracy(num_classes, average="micro", ignore_index=IGNORE),  # weighted = plain accuracy
+            "macro_f1": MulticlassF1Score(num_classes, average="macro", ignore_index=IGNORE),
         },
         prefix=prefix,
     )
+
+
+class AttributeCCC(Metric):
+    """The CCC of one attribute (``column``) or the mean over them (None), from population
+    moments, as the MSP-Podcast challenges' scoring computes it (``np.var``, ``np.corrcoef``;
+    torchmetrics' ConcordanceCorrCoef uses sample moments, which differ by about 1/n). Its
+    state is :func:`attribute_sums`, summed over batches and processes."""
+
+    full_state_update = False
+
+    def __init__(self, column: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.column = column
+        self.add_state("sums", torch.zeros(6, len(ATTRIBUTES), dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        x, y = preds.double(), target.double()
+        self.sums += torch.stack([torch.full_like(x[0], len(x)), x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0),
+                                  (x * y).sum(0)])
+
+    def compute(self) -> torch.Tensor:
+        ccc = torch.from_numpy(ccc_of_sums(self.sums.cpu().numpy()))
+        return (ccc.mean() if self.column is None else ccc[self.column]).float()
+
+
+def attribute_metrics(prefix: str) -> MetricCollection:
+    """``ccc`` (the mean over attributes) and ``ccc_<attribute>`` for each."""
+    return MetricCollection({"ccc": AttributeCCC(),
+                             **{f"ccc_{name}": AttributeCCC(i) for i, name in enumerate(ATTRIBUTES)}},
+                            prefix=prefix, compute_groups=False)
+
+
+def ccc_loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """1 - CCC of each attribute over the batch, averaged (the attribute challenges' loss)."""
+    mean_x, mean_y = outputs.mean(0), targets.mean(0)
+    var_x, var_y = outputs.var(0, unbiased=False), targets.var(0, unbiased=False)
+    cov = ((outputs - mean_x) * (targets - mean_y)).mean(0)
+    ccc = 2 * cov / (var_x + var_y + (mean_x - mean_y) ** 2 + 1e-8)
+    return (1 - ccc).mean()
+
+
+def attribute_sums(preds: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``[6, A]``: count, sum x, sum y, sum x^2, sum y^2, sum xy of each attribute (x: predicted);
+    they add up over speakers, so a resample's CCC is the CCC of its speakers' sums."""
+    x, y = np.asarray(preds, dtype=np.float64), np.asarray(targets, dtype=np.float64)
+    return np.stack([np.full(x.shape[1:], len(x)), x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0),
+                     (x * y).sum(0)])
+
+
+def ccc_of_sums(sums: np.ndarray) -> np.ndarray:
+    """The CCC of each attribute from :func:`attribute_sums` ``[..., 6, A]`` (population moments)."""
+    n, sx, sy, sxx, syy, sxy = np.moveaxis(np.asarray(sums, dtype=np.float64), -2, 0)
+    n = np.maximum(n, 1)
+    mx, my = sx / n, sy / n
+    var_x, var_y, cov = sxx / n - mx ** 2, syy / n - my ** 2, sxy / n - mx * my
+    return 2 * cov / np.maximum(var_x + var_y + (mx - my) ** 2, 1e-12)
+
+
+def attribute_bootstrap(sums: np.ndarray, resamples: int, seed: int = 0, level: float = 0.95) -> dict[str, list[float]]:
+    """Percentile intervals of each attribute's CCC and their mean, resampling speakers
+    (``sums``: per speaker ``[S, 6, A]``)."""
+    resampled = ccc_of_sums(np.einsum("rs,sij->rij", speaker_draws(len(sums), resamples, seed), sums))  # [R, A]
+    out = {f"ccc_{name}": percentile_interval(resampled[:, i], level) for i, name in enumerate(ATTRIBUTES)}
+    out["ccc"] = percentile_interval(resampled.mean(-1), level)
+    return out
 
 
 def scores(confusion: np.ndarray) -> dict[str, np.ndarray]:

@@ -18,12 +18,12 @@ from omegaconf import DictConfig, OmegaConf
 from torchmetrics import MaxMetric
 
 from ser.augment import Augment
-from ser.errors import UserError
+from ser.errors import ConfigError, UserError
 from ser.frontends.normalize import SpeakerStatistics
 from ser.frontends.spectral import FeatureFrontend
 from ser.optim import check_optimisation, optimisation
 from ser.preflight import check_compile
-from ser.tasks import CategoricalTask
+from ser.tasks import build_task
 
 CHECKPOINT_FORMAT = 2  # 2: the front end keeps the pooled training statistics (frontend.pooled.*)
 # Front-end classes by the names checkpoints written before ser/frontends/ recorded.
@@ -53,6 +53,7 @@ class SERModule(L.LightningModule):
         channels_last: bool = True,
         encoder_lr: float | None = None,
         class_weights: str | None = None,
+        task: dict | None = None,
     ):
         """``encoder_lr``: the learning rate of a pretrained encoder front end being
         fine-tuned (None: the optimiser's). ``class_weights="balanced"``: the loss weighs each
@@ -62,10 +63,13 @@ class SERModule(L.LightningModule):
                                                  optimizer=optimizer, scheduler=scheduler,
                                                  augment=augment, compile=compile,
                                                  channels_last=channels_last, encoder_lr=encoder_lr,
-                                                 class_weights=class_weights).items()}
+                                                 class_weights=class_weights, task=task).items()}
         self.save_hyperparameters(hparams)
         check_optimisation(hparams["optimizer"], hparams["scheduler"])
-        self.task = CategoricalTask(hparams["classes"], class_weights)
+        self.task = build_task(hparams["task"], hparams["classes"], class_weights)
+        if (hparams["task"] or {}).get("headline", self.task.headline) != self.task.headline:
+            raise ConfigError(f"task.headline={hparams['task']['headline']} is not what task={self.task.name} "
+                              f"scores ({self.task.headline}); leave it as the task config gives it")
         self.frontend = _build(hparams["frontend"], FeatureFrontend)
         self.augment = _build(hparams["augment"], Augment) if hparams["augment"] else None
         self.net = instantiate(hparams["net"], num_classes=self.task.output_size, **self.frontend.net_arguments())
@@ -92,11 +96,14 @@ class SERModule(L.LightningModule):
         return self.task.loss(outputs, targets)
 
     def learn_from_training_split(self, class_counts: list[int],
-                                  statistics: tuple[SpeakerStatistics, float] | None) -> None:
+                                  statistics: tuple[SpeakerStatistics, float] | None,
+                                  attribute_scale: tuple[float, float] | None = None) -> None:
         """What the model takes from its training split before it trains (handed over by
-        ``ser.callbacks.FromTrainingSplit``): class counts for the task's class weights, and the
-        pooled per-speaker statistics the front end keeps for a speaker with no other clips."""
+        ``ser.callbacks.FromTrainingSplit``): class counts for the task's class weights, the
+        pooled per-speaker statistics the front end keeps for a speaker with no other clips, and
+        the corpus's attribute rating scale (ser-predict reports values on it)."""
         self.task.weigh_classes(class_counts)
+        self.task.learn_scale(attribute_scale)
         if statistics is not None:
             self.frontend.pooled.remember(*statistics)
 
@@ -143,23 +150,22 @@ class SERModule(L.LightningModule):
             return
         # Every process calls this at the same point, so the two reductions below line up
         # (compute() is cached: Lightning's own compute of val/uar reduces nothing again).
-        self.val_uar_best.update(self.task.metrics("val")[self.task.headline].compute())
-        self.log("val/uar_best", self.val_uar_best.compute(), prog_bar=True)
+        self.val_uar_best.update(self.task.headline_metric("val").compute())
+        self.log(f"val/{self.task.headline}_best", self.val_uar_best.compute(), prog_bar=True)
 
     def on_train_epoch_end(self):
         if not self._train_outputs:
             return
-        losses, preds, targets = zip(*self._train_outputs)
+        losses, outputs, targets = zip(*self._train_outputs)
         self._train_outputs = []
         sizes = torch.tensor([len(batch) for batch in targets], device=losses[0].device)
         # The mean over clips, as self.log(..., batch_size=...) per step would have given.
         loss = (torch.stack(losses) * sizes).sum() / sizes.sum()
         self.log("train/loss", loss, prog_bar=True, sync_dist=True)
-        metrics = self.task.metrics("train")
-        metrics.update(torch.cat(preds), torch.cat(targets))
+        self.task.update("train", torch.cat(outputs), torch.cat(targets))
         # Logged as metric objects: Lightning computes them (gathering every process's
         # counts, at the point where all processes do) and resets them.
-        self.log_dict(metrics, on_step=False, on_epoch=True)
+        self.log_dict(self.task.metrics("train"), on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
         inputs, lengths, labels = batch
@@ -171,7 +177,7 @@ class SERModule(L.LightningModule):
         # Nothing is logged per training step: torchmetrics' update waits for the GPU
         # (argument checks, bincount) and each self.log costs host time, both mid-step.
         # Loss and predictions stay on the device and are scored once per epoch.
-        self._train_outputs.append((loss.detach(), self.task.predictions(logits).detach(), labels))
+        self._train_outputs.append((loss.detach(), logits.detach(), labels))
         return loss
 
     def validation_step(self, batch, batch_idx):
@@ -181,27 +187,27 @@ class SERModule(L.LightningModule):
         self.task.record(*self._score(batch, "test"))
 
     def _score(self, batch, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss and metrics of an evaluation batch (no augmentation); returns (predictions, targets)."""
+        """Loss and metrics of an evaluation batch (no augmentation); returns (outputs, targets)."""
         inputs, lengths, targets = batch
         outputs = self(inputs, lengths)
         evaluating_fit = split == "val"  # shown in the progress bar while training
         self.log(f"{split}/loss", self.loss(outputs, targets), on_step=False, on_epoch=True,
                  prog_bar=evaluating_fit, batch_size=len(targets), sync_dist=True)
-        predictions = self.task.predictions(outputs)
-        metrics = self.task.metrics(split)
-        metrics.update(predictions, targets)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=evaluating_fit, batch_size=len(targets))
-        return predictions, targets
+        self.task.update(split, outputs, targets)
+        self.log_dict(self.task.metrics(split), on_step=False, on_epoch=True, prog_bar=evaluating_fit,
+                      batch_size=len(targets))
+        return outputs, targets
 
     def on_test_epoch_start(self):
         self.task.start_test()
 
     def predict_step(self, batch, batch_idx):
         inputs, lengths = batch[0], batch[1]
-        return self.task.probabilities(self(inputs, lengths))
+        return self.task.readout(self(inputs, lengths))
 
     def configure_optimizers(self) -> Any:
         return optimisation(self.hparams.optimizer, self.hparams.scheduler, self.parameter_groups(),
+                            monitor=f"val/{self.task.headline}",
                             total_steps=lambda: int(self.trainer.estimated_stepping_batches))
 
     def parameter_groups(self) -> list[dict]:
@@ -239,7 +245,8 @@ class SERModule(L.LightningModule):
         # Checkpoints written before val/uar_best, or the front end's pooled statistics, were
         # kept: start the running best afresh, and keep the statistics unknown (identity).
         defaults = {**self.val_uar_best.state_dict(prefix="val_uar_best."),
-                    **{name: value for name, value in self.state_dict().items() if name.startswith("frontend.pooled.")}}
+                    **{name: value for name, value in self.state_dict().items() if name.startswith("frontend.pooled.")
+                       or name.endswith("rating_scale")}}
         for name, value in defaults.items():
             checkpoint["state_dict"].setdefault(name, value)
 

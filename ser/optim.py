@@ -14,10 +14,10 @@ from torch import nn
 from ser.errors import ConfigError
 
 
-def optimisation(optimizer: dict, scheduler: dict | None, params, total_steps: Callable[[], int] | None = None
-                 ) -> dict | torch.optim.Optimizer:
+def optimisation(optimizer: dict, scheduler: dict | None, params, total_steps: Callable[[], int] | None = None,
+                 monitor: str = "val/uar") -> dict | torch.optim.Optimizer:
     """What ``LightningModule.configure_optimizers`` returns: the optimiser, and with a
-    scheduler the dict that also says when to step it (it watches val/uar). A scheduler
+    scheduler the dict that also says when to step it (it watches ``monitor``). A scheduler
     argument ``total_steps: auto`` becomes the run's optimiser steps, ``total_steps()``."""
     built = instantiate(optimizer, _partial_=True)(params)  # parameter groups stay plain dicts
     if not scheduler:
@@ -27,7 +27,7 @@ def optimisation(optimizer: dict, scheduler: dict | None, params, total_steps: C
         cfg["total_steps"] = total_steps()
     lightning_keys = {k: cfg.pop(k) for k in ("interval", "monitor", "frequency") if k in cfg}
     return {"optimizer": built,
-            "lr_scheduler": {"scheduler": instantiate(cfg, optimizer=built), "monitor": "val/uar", **lightning_keys}}
+            "lr_scheduler": {"scheduler": instantiate(cfg, optimizer=built), "monitor": monitor, **lightning_keys}}
 
 
 def check_optimisation(optimizer: dict, scheduler: dict | None) -> None:

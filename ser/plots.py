@@ -44,7 +44,7 @@ def save_confusion_matrix(counts: np.ndarray, classes: list[str], path: str | Pa
 
 def save_grid_heatmap(grid: dict, path: str | Path, title: str) -> None:
     """A cross-corpus grid (``ser.grid``): UAR per (trained on, tested on) cell, annotated."""
-    values = np.array([[np.nan if c is None else c["uar"] for c in row] for row in grid["cells"]])
+    values = np.array([[np.nan if c is None else c["score"] for c in row] for row in grid["cells"]])
     fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(grid["test"]), 1.4 + 0.8 * len(grid["train"])))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")
     ax.set_xticks(range(len(grid["test"])), grid["test"], rotation=30, ha="right")
@@ -54,9 +54,9 @@ def save_grid_heatmap(grid: dict, path: str | Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     for i, row in enumerate(grid["cells"]):
         for j, c in enumerate(row):
-            text = "—" if c is None else f"{c['uar']:.2f}" + (f"\n[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c["ci95"] else "")
+            text = "—" if c is None else f"{c['score']:.2f}" + (f"\n[{c['ci95'][0]:.2f}, {c['ci95'][1]:.2f}]" if c["ci95"] else "")
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="black" if c is not None and c["uar"] > 0.6 else "white")
+                    color="black" if c is not None and c["score"] > 0.6 else "white")
     fig.colorbar(image, ax=ax, fraction=0.046, label="UAR")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -76,6 +76,28 @@ def save_uar_bars(labels: list[str], uar: list[float], intervals: list, path: st
     ax.set_ylim(0, 1)
     ax.set_ylabel("test UAR")
     ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def save_attribute_scatter(true: np.ndarray, predicted: np.ndarray, names: list[str], path: str | Path,
+                           title: str = "Test attributes") -> None:
+    """Predicted against true, one panel per attribute (both on [0, 1]), with the CCC of each
+    and the diagonal a perfect model would lie on."""
+    from ser.metrics import attribute_sums, ccc_of_sums
+
+    true, predicted = np.asarray(true, dtype=float), np.asarray(predicted, dtype=float)
+    ccc = ccc_of_sums(attribute_sums(predicted, true))
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.6), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        ax.scatter(true[:, i], predicted[:, i], s=6, alpha=0.5)
+        low = min(0.0, true[:, i].min(), predicted[:, i].min()) - 0.05  # every point shown, [0, 1] at least
+        high = max(1.0, true[:, i].max(), predicted[:, i].max()) + 0.05
+        ax.plot([low, high], [low, high], color="grey", lw=1, ls="--")
+        ax.set(xlim=(low, high), ylim=(low, high), xlabel=f"true {name}", ylabel=f"predicted {name}",
+               title=f"{name}: CCC {ccc[i]:.3f}")
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

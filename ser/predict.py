@@ -4,7 +4,9 @@
 
 Prints one JSON object per file, in the order given (folders sorted):
 {"path": ..., "emotion": ..., "probs": {emotion: p}, "windows": [{"start": s, "end": s,
-"emotion": ..., "probs": {...}}, ...]}. A file is scored in windows of ``--window`` seconds
+"emotion": ..., "probs": {...}}, ...]}; a model of emotion attributes (task=attributes|both)
+prints "attributes": {arousal, valence, dominance} on [0, 1] and, where the training corpus's
+rating scale is known, "attributes_on_scale" on it. A file is scored in windows of ``--window`` seconds
 (10 by default, the length models are trained on), so a recording of any length costs the
 memory of a few windows; the whole-file result is the windows' probabilities averaged by
 their duration. Any sample rate and channel count is read (mixed to mono, resampled to the
@@ -75,12 +77,12 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_ba
     if module.frontend.speaker_normalizer() is not None:
         chunks = [_by_speaker(module, list(chunks), batch_size, speaker_files, size)]
     for chunk in chunks:
-        probs = iter(_probabilities(module, [piece for _, _, pieces in chunk for piece in pieces], batch_size, device))
+        readouts = iter(_readouts(module, [piece for _, _, pieces in chunk for piece in pieces], batch_size, device))
         for path, spans_of, _ in chunk:
-            scored = [(a, b, next(probs)) for a, b in spans_of]
+            scored = [(a, b, next(readouts)) for a, b in spans_of]
             whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
-            yield {"path": str(path), **_named(module.classes, whole),
-                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **_named(module.classes, p)}
+            yield {"path": str(path), **module.task.describe(whole),
+                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **module.task.describe(p)}
                                for a, b, p in scored]}
 
 
@@ -157,19 +159,16 @@ def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _named(classes: list[str], probs: torch.Tensor) -> dict:
-    return {"emotion": classes[int(probs.argmax())], "probs": {c: round(float(v), 6) for c, v in zip(classes, probs)}}
-
-
-def _probabilities(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
-    """Each clip's probabilities: clips are waveforms [samples] or features [width, frames]."""
+def _readouts(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
+    """What the task reports of each clip (probabilities, attribute values; averaged over a
+    file's windows): clips are waveforms [samples] or features [width, frames]."""
     by_length = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
     probs = [None] * len(clips)
     for start in range(0, len(by_length), batch_size):
         rows = by_length[start : start + batch_size]
         waves, lengths, _ = pad_batch([(torch.as_tensor(clips[i]), 0) for i in rows])
         with torch.no_grad():
-            out = module.task.probabilities(module(waves.to(device), lengths.to(device))).cpu()
+            out = module.task.readout(module(waves.to(device), lengths.to(device))).cpu()
         for i, p in zip(rows, out):
             probs[i] = p
     return probs

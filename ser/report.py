@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ser import results as results_file
+from ser.data.emotions import ATTRIBUTES
 from ser.grid import cell_text, grid_markdown, write_grid
 from ser.metrics import paired_speaker_bootstrap
 from ser.results import mean_std, with_interval
@@ -44,25 +45,34 @@ def run_rows(runs: list[dict]) -> list[list[str]]:
     def seconds(run):
         return f"{run['wall_seconds']:.0f} s" if run.get("wall_seconds") is not None else "—"
 
-    return [[run["folder"], run["model"], run["data"], f"{run['split']} ({run['protocol']})", str(run.get("seed")),
-             with_interval(run["test/uar"], run.get("test/uar_ci95")), f"{run['test/war']:.3f}", f"{run['test/macro_f1']:.3f}",
+    def score(run, key):
+        return f"{run[key]:.3f}" if key in run else "—"
+
+    def attributes(run):
+        return " / ".join(score(run, f"test/ccc_{name}") for name in ATTRIBUTES) if "test/ccc" in run else "—"
+
+    return [[run["folder"], run["model"], run["data"], run.get("task", "categorical"),
+             f"{run['split']} ({run['protocol']})", str(run.get("seed")),
+             f"{results_file.headline(run)[5:]} {with_interval(run[results_file.headline(run)], run.get(results_file.headline(run) + '_ci95'))}",
+             score(run, "test/war"), score(run, "test/macro_f1"), attributes(run),
              str(run.get("epochs", "—")), seconds(run)] for run in runs]
 
 
-RUN_COLUMNS = ["run", "model", "corpus", "split (protocol)", "seed", "test UAR [95% CI]", "WAR", "macro F1",
-               "epochs", "wall time"]
+RUN_COLUMNS = ["run", "model", "corpus", "task", "split (protocol)", "seed", "headline [95% CI]", "WAR", "macro F1",
+               "CCC arousal / valence / dominance", "epochs", "wall time"]
 
 
 def seed_groups(runs: list[dict]) -> list[list[str]]:
     """Runs of the same model, corpus and protocol (seeds, folds): mean ± std of each score."""
     groups: dict[tuple, list[dict]] = {}
     for run in runs:
-        groups.setdefault((run["model"], run["data"], run["split"]), []).append(run)
+        groups.setdefault((run["model"], run["data"], run["split"], run.get("task", "categorical")), []).append(run)
     rows = []
-    for (model, data, split), members in groups.items():
+    for (model, data, split, _task), members in groups.items():
         seeds = ", ".join(str(m.get("seed")) for m in members)
+        keys = results_file.metrics_of(members[0])
         rows.append([model, data, split, str(len(members)), seeds,
-                     *(spread([m[key] for m in members]) for key in ("test/uar", "test/war", "test/macro_f1"))])
+                     "; ".join(f"{key[5:]} {spread([m[key] for m in members])}" for key in keys)])
     return rows
 
 
@@ -70,7 +80,7 @@ def spread(values: list[float]) -> str:
     return "{:.3f} ± {:.3f}".format(*mean_std(values))
 
 
-GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "test UAR", "WAR", "macro F1"]
+GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "test scores (mean ± std)"]
 
 
 def paired_rows(runs: list[dict]) -> list[list[str]]:
@@ -117,11 +127,34 @@ def confusion_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
 
     figures = []
     for i, run in enumerate(runs):
+        if "confusion_matrix" not in run:
+            continue
         path = folder / run["folder"] / "confusion_matrix.png"
         if not path.is_file():
             path = folder / f"report_confusion_{i}.png"
             save_confusion_matrix(np.asarray(run["confusion_matrix"]), run["classes"], path,
                                   title=f"{run['model']} on {run['data']}: test UAR {run['test/uar']:.3f}")
+        figures.append((label(run), path))
+    return figures
+
+
+def attribute_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
+    """Predicted against true, per attribute, of each run that has attributes (drawn again
+    from its test_predictions.csv where the figure is gone)."""
+    from ser.plots import save_attribute_scatter
+
+    figures = []
+    for i, run in enumerate(runs):
+        path = folder / run["folder"] / "attributes.png"
+        rows = results_file.read_predictions(folder / run["folder"]) if "attributes" in run else []
+        if not rows:
+            continue
+        if not path.is_file():
+            path = folder / f"report_attributes_{i}.png"
+            names = run["attributes"]
+            save_attribute_scatter([[float(r[f"true_{n}"]) for n in names] for r in rows],
+                                   [[float(r[f"predicted_{n}"]) for n in names] for r in rows], names, path,
+                                   title=f"{run['model']} on {run['data']}: test CCC {run['test/ccc']:.3f}")
         figures.append((label(run), path))
     return figures
 
@@ -133,8 +166,10 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
     folder = Path(folder)
     runs = load_runs(folder)
     bars = folder / "report_uar.png"
-    save_uar_bars([f"{r['model']}/{r['data']}/{r.get('seed')}" for r in runs], [r["test/uar"] for r in runs],
-                  [r.get("test/uar_ci95") for r in runs], bars, chance=[results_file.chance(r) for r in runs])
+    headlines = [results_file.headline(r) for r in runs]
+    save_uar_bars([f"{r['model']}/{r['data']}/{r.get('seed')}" for r in runs], [r[h] for r, h in zip(runs, headlines)],
+                  [r.get(f"{h}_ci95") for r, h in zip(runs, headlines)], bars,
+                  chance=[results_file.chance(r) for r in runs])
     grid = write_grid(folder)  # also what a multirun writes at its end: cross_corpus.json/.md/.png
     heatmaps = [(model, folder / f"cross_corpus_{model}.png") for model in grid]
     sections = [
@@ -143,23 +178,27 @@ def write_report(folder: str | Path) -> tuple[Path, Path]:
         ("Paired comparisons on the same test clips (bootstrap over speakers)", PAIRED_COLUMNS,
          paired_rows(runs), "paired"),
     ]
-    confusions = confusion_figures(folder, runs)
-    (folder / "report.md").write_text(markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps))
-    (folder / "report.html").write_text(html_report(folder, runs, sections, bars, confusions, grid, heatmaps))
+    galleries = {"Confusion matrices": confusion_figures(folder, runs),
+                 "Attributes: predicted against true": attribute_figures(folder, runs)}
+    galleries = {title: figures for title, figures in galleries.items() if figures}
+    (folder / "report.md").write_text(markdown_report(folder, runs, sections, bars, galleries, grid, heatmaps))
+    (folder / "report.html").write_text(html_report(folder, runs, sections, bars, galleries, grid, heatmaps))
     return folder / "report.md", folder / "report.html"
 
 
 def intro(folder: Path, runs: list[dict]) -> str:
-    return (f"{len(runs)} run(s) below {folder}. UAR is unweighted average recall; intervals are 95% "
-            "percentile intervals from resampling test speakers with replacement.")
+    return (f"{len(runs)} run(s) below {folder}. UAR is unweighted average recall, CCC the concordance "
+            "correlation coefficient of an attribute; intervals are 95% percentile intervals from "
+            "resampling test speakers with replacement.")
 
 
-def markdown_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str:
+def markdown_report(folder, runs, sections, bars, galleries, grid, heatmaps) -> str:
     parts = [f"# ser report: {folder.name}", "", intro(folder, runs), ""]
     for title, columns, rows, _ in sections:
         parts += [f"## {title}", "", markdown_table(columns, rows) if rows else "(none)", ""]
-    parts += ["## Test UAR", "", f"![test UAR with 95% intervals]({bars.name})", "", "## Confusion matrices", ""]
-    parts += [f"![{name}]({path.relative_to(folder)})" for name, path in confusions]
+    parts += ["## Test scores", "", f"![headline test score with 95% intervals]({bars.name})", ""]
+    for title, figures in galleries.items():
+        parts += [f"## {title}", "", *(f"![{name}]({path.relative_to(folder)})" for name, path in figures), ""]
     if grid:
         parts += ["", "## Cross-corpus", "", grid_markdown(grid)]
         parts += [f"![{model}]({path.name})" for model, path in heatmaps]
@@ -172,7 +211,7 @@ th{background:#f0f0f0}.figures{display:flex;flex-wrap:wrap;gap:1em;align-items:f
 .figures figure{margin:0;width:26em}.figures img{width:100%}figcaption{font-size:.8em}"""
 
 
-def html_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str:
+def html_report(folder, runs, sections, bars, galleries, grid, heatmaps) -> str:
     def figure(name, path):
         return (f'<figure><img src="{inline_png(path)}" alt="{html.escape(name)}">'
                 f"<figcaption>{html.escape(name)}</figcaption></figure>")
@@ -180,8 +219,9 @@ def html_report(folder, runs, sections, bars, confusions, grid, heatmaps) -> str
     body = [f"<h1>ser report: {html.escape(folder.name)}</h1>", f"<p>{html.escape(intro(folder, runs))}</p>"]
     for title, columns, rows, table_id in sections:
         body += [f"<h2>{html.escape(title)}</h2>", html_table(columns, rows, table_id) if rows else "<p>(none)</p>"]
-    body += ["<h2>Test UAR</h2>", f'<div class="figures">{figure("test UAR with 95% intervals", bars)}</div>',
-             "<h2>Confusion matrices</h2>", '<div class="figures">' + "".join(figure(*c) for c in confusions) + "</div>"]
+    body += ["<h2>Test scores</h2>", f'<div class="figures">{figure("headline test score with 95% intervals", bars)}</div>']
+    for title, figures in galleries.items():
+        body += [f"<h2>{html.escape(title)}</h2>", '<div class="figures">' + "".join(figure(*f) for f in figures) + "</div>"]
     if grid:
         body.append("<h2>Cross-corpus</h2>")
         for model, g in grid.items():

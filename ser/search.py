@@ -206,19 +206,21 @@ def all_failed_paragraph(n_trials: int, n_pruned: int, failures: list, sweep_dir
 
 
 class PruneHopeless(Callback):
-    """In a trial of a search with a pruner: report ``val/uar`` to the study after each
-    validation, and stop the trial once the pruner calls it hopeless (``optuna.TrialPruned``,
-    which the sweeper records as pruned)."""
+    """In a trial of a search with a pruner: report ``metric`` (the task's headline, val/uar or
+    val/ccc) to the study after each validation, and stop the trial once the pruner calls it
+    hopeless (``optuna.TrialPruned``, which the sweeper records as pruned)."""
 
-    def __init__(self, storage: str, study_name: str, trial: int, pruner: optuna.pruners.BasePruner):
+    def __init__(self, storage: str, study_name: str, trial: int, pruner: optuna.pruners.BasePruner,
+                 metric: str = "val/uar"):
+        self.metric = metric
         # A study loaded from storage does not bring its pruner: the sweeper's own is passed in.
         study = optuna.load_study(study_name=study_name, storage=storage, pruner=pruner)
         trial_id = next(t._trial_id for t in study.get_trials(deepcopy=False) if t.number == trial)
         self.trial = optuna.Trial(study, trial_id)
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking or "val/uar" not in trainer.callback_metrics:
+        if trainer.sanity_checking or self.metric not in trainer.callback_metrics:
             return
-        self.trial.report(float(trainer.callback_metrics["val/uar"]), step=trainer.current_epoch)
+        self.trial.report(float(trainer.callback_metrics[self.metric]), step=trainer.current_epoch)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {trainer.current_epoch}")

@@ -2,9 +2,14 @@
 loss, the metrics, what the test step records and what a test adds to results.json.
 
 Networks and corpora do not know which task runs: a network is sized with ``num_classes`` (the
-task's :attr:`~CategoricalTask.output_size`), a corpus yields targets, and the LightningModule
-hands outputs and targets to its task. A second task (emotion attributes) is a second class
-here with the same methods.
+task's :attr:`output_size`), the data side asks the task for each clip's target
+(:meth:`target`), and the LightningModule hands outputs and targets to its task.
+
+* ``task=categorical``: one emotion per clip; cross-entropy; UAR (headline), WAR, macro F1.
+* ``task=attributes``: arousal, valence and dominance, each mapped to [0, 1]; 1 - CCC (or MSE);
+  the CCC of each and their mean (headline).
+* ``task=both``: both from one network (outputs: the classes' logits, then the attributes);
+  the two losses weighted; UAR is the headline.
 """
 
 from __future__ import annotations
@@ -14,13 +19,54 @@ import torch
 from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
 
-from ser.errors import not_one_of
-from ser.metrics import classification_metrics, per_speaker_confusion, scores, speaker_bootstrap
+from ser.data.emotions import ATTRIBUTES
+from ser.errors import ConfigError, not_one_of
+from ser.metrics import (
+    IGNORE,
+    attribute_bootstrap,
+    attribute_metrics,
+    attribute_sums,
+    ccc_loss,
+    ccc_of_sums,
+    classification_metrics,
+    per_speaker_confusion,
+    scores,
+    speaker_bootstrap,
+)
 
+TASKS = ("categorical", "attributes", "both")  # task.name
 CLASS_WEIGHTS = (None, "balanced")  # model.class_weights
+ATTRIBUTE_LOSSES = ("ccc", "mse")  # task.loss
 # Fewer test speakers: every resample is the one speaker again, an interval of zero width that
 # says nothing (TESS's speaker split tests on one of its two speakers), so none is given.
 MIN_SPEAKERS_FOR_INTERVAL = 2
+SPLITS = ("train", "val", "test")
+
+
+def build_task(cfg: dict | None, classes: list[str], class_weights: str | None = None) -> nn.Module:
+    """The task a ``task`` config names (None: categorical, as checkpoints before tasks were)."""
+    cfg = dict(cfg or {"name": "categorical"})
+    name = cfg.pop("name", "categorical")
+    cfg.pop("headline", None)  # the callbacks' monitor reads it; the class below is its owner (checked)
+    if name not in TASKS:
+        raise not_one_of("task.name", name, TASKS)
+    task = {"categorical": lambda: CategoricalTask(classes, class_weights),
+            "attributes": lambda: AttributesTask(classes, **cfg),
+            "both": lambda: BothTask(classes, class_weights, **cfg)}[name]
+    try:
+        return task()
+    except TypeError as err:
+        raise ConfigError(f"the task config does not work: {err}") from None
+
+
+def _interval_or_why(names: list[str], resamples: int) -> dict | None:
+    """None where intervals can be drawn; else the bootstrap record that says why none is."""
+    if not resamples:
+        return {}
+    if len(names) < MIN_SPEAKERS_FOR_INTERVAL:
+        return {"bootstrap": {"unit": "speaker", "speakers": len(names), "resamples": 0,
+                              "skipped": f"{len(names)} test speaker, too few to resample"}}
+    return None
 
 
 class CategoricalTask(nn.Module):
@@ -29,6 +75,7 @@ class CategoricalTask(nn.Module):
 
     name = "categorical"
     headline = "uar"  # the validation metric a run's best is judged by (val/uar, val/uar_best)
+    needs_emotion, needs_attributes = True, False
 
     def __init__(self, classes: list[str], class_weights: str | None = None):
         super().__init__()
@@ -40,18 +87,27 @@ class CategoricalTask(nn.Module):
         self.train_metrics = classification_metrics(len(self.classes), "train/")
         self.val_metrics = classification_metrics(len(self.classes), "val/")
         self.test_metrics = classification_metrics(len(self.classes), "test/")
-        self.confusion = MulticlassConfusionMatrix(len(self.classes))
-        self._test_records: list[tuple[torch.Tensor, torch.Tensor]] = []  # preds, labels
+        self.confusion = MulticlassConfusionMatrix(len(self.classes), ignore_index=IGNORE)
+        self._test_records: list[tuple[torch.Tensor, torch.Tensor]] = []  # outputs, targets
 
     @property
     def output_size(self) -> int:
         return len(self.classes)
 
-    def metrics(self, split: str):
-        """The metric collection of ``split`` (train, val or test), logged as ``<split>/<name>``."""
-        return getattr(self, f"{split}_metrics")
+    def target(self, class_index: int | None, attributes=None) -> int:
+        return class_index
+
+    def metrics(self, split: str) -> dict:
+        """The metric objects of ``split`` (train, val or test), by their logged names."""
+        return dict(getattr(self, f"{split}_metrics").items())
+
+    def headline_metric(self, split: str):
+        return getattr(self, f"{split}_metrics")[self.headline]
 
     # -- training -------------------------------------------------------------------------------
+    def learn_scale(self, scale) -> None:
+        """Nothing: categories have no rating scale."""
+
     def weigh_classes(self, counts: list[int]) -> None:
         """``class_weights=balanced``: weigh each class's loss by ``n / (classes * count)``
         (scikit-learn's "balanced"), so each class adds as much to the loss as the others,
@@ -62,30 +118,35 @@ class CategoricalTask(nn.Module):
         self.class_weight = counts.sum() / (len(counts) * counts)
 
     def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(outputs, targets, weight=self.class_weight)
+        return nn.functional.cross_entropy(outputs, targets.long(), weight=self.class_weight, ignore_index=IGNORE)
 
-    def predictions(self, outputs: torch.Tensor) -> torch.Tensor:
-        """What the metrics score: the class of each clip."""
-        return outputs.argmax(-1)
+    def update(self, split: str, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        getattr(self, f"{split}_metrics").update(outputs.argmax(-1), targets.long())
 
-    def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        """What ser-predict reports of each clip's outputs (probabilities; averaged over windows)."""
         return outputs.softmax(-1)
+
+    def describe(self, readout: torch.Tensor) -> dict:
+        """One clip's (or window's) readout as ser-predict prints it."""
+        return {"emotion": self.classes[int(readout.argmax())],
+                "probs": {c: round(float(v), 6) for c, v in zip(self.classes, readout)}}
 
     # -- the test -------------------------------------------------------------------------------
     def start_test(self) -> None:
         self.confusion.reset()
         self._test_records = []
 
-    def record(self, predictions: torch.Tensor, targets: torch.Tensor) -> None:
-        self.confusion.update(predictions, targets)
-        self._test_records.append((predictions.detach(), targets))
+    def record(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self.confusion.update(outputs.argmax(-1), targets.long())
+        self._test_records.append((outputs.detach(), targets))
 
-    def test_predictions(self) -> tuple[np.ndarray, np.ndarray]:
-        """(predicted, true) class of every test clip this process scored, in loader order."""
+    def test_outputs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(outputs, targets) of every test clip this process scored, in loader order."""
         if not self._test_records:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
-        preds, labels = zip(*self._test_records)
-        return torch.cat(preds).cpu().numpy(), torch.cat(labels).cpu().numpy()
+            return np.zeros((0, self.output_size)), np.zeros(0)
+        outputs, targets = zip(*self._test_records)
+        return torch.cat(outputs).float().cpu().numpy(), torch.cat(targets).cpu().numpy()
 
     def test_record(self) -> dict:
         """What the test adds to results.json beside the logged metrics: classes, per-class
@@ -93,28 +154,32 @@ class CategoricalTask(nn.Module):
         counts = self.confusion.compute().cpu().numpy().astype(int)
         support = counts.sum(1)
         recalls = np.divide(counts.diagonal(), support, out=np.zeros(len(counts)), where=support > 0)
-        return {"task": self.name, "classes": self.classes, "num_classes": len(self.classes),
-                "per_class_recall": dict(zip(self.classes, map(float, recalls))),
+        return {"task": self.name, "headline": f"test/{self.headline}", "classes": self.classes,
+                "num_classes": len(self.classes), "per_class_recall": dict(zip(self.classes, map(float, recalls))),
                 "confusion_matrix": counts.tolist()}
 
     def by_speaker(self, speakers: list[str], resamples: int, seed: int) -> dict:
         """Per-speaker UAR and confusion counts of this process's test clips (``speakers``: the
         speaker of each, in loader order) and the 95% intervals of the scores from resampling
         speakers; with fewer than MIN_SPEAKERS_FOR_INTERVAL speakers no interval, and why."""
-        preds, labels = self.test_predictions()
-        names, counts = per_speaker_confusion(preds, labels, speakers[: len(preds)], len(self.classes))
+        outputs, targets = self.test_outputs()
+        keep = targets != IGNORE
+        names, counts = per_speaker_confusion(outputs.argmax(-1)[keep], targets[keep].astype(np.int64),
+                                              [s for s, k in zip(speakers, keep) if k], len(self.classes))
         out = {"per_speaker_uar": dict(zip(names, map(float, scores(counts)["uar"]))),
                "per_speaker_confusion": dict(zip(names, counts.tolist()))}
-        if not resamples:
-            return out
-        if len(names) < MIN_SPEAKERS_FOR_INTERVAL:
-            out["bootstrap"] = {"unit": "speaker", "speakers": len(names), "resamples": 0,
-                                "skipped": f"{len(names)} test speaker, too few to resample"}
-            return out
+        skipped = _interval_or_why(names, resamples)
+        if skipped is not None:
+            return {**out, **skipped}
         intervals = speaker_bootstrap(counts, resamples, seed=seed)
         out.update({f"test/{name}_ci95": bounds for name, bounds in intervals.items()})
         out["bootstrap"] = {"unit": "speaker", "resamples": resamples, "speakers": len(names)}
         return out
+
+    def prediction_columns(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, list]:
+        """The columns of test_predictions.csv: the true and the predicted class of each clip."""
+        return {"true": [self.classes[int(t)] if t != IGNORE else "" for t in targets],
+                "predicted": [self.classes[int(i)] for i in outputs.argmax(-1)]}
 
     # -- cross-corpus -----------------------------------------------------------------------------
     def restrict_to(self, classes: list[str]) -> torch.Tensor:
@@ -126,5 +191,195 @@ class CategoricalTask(nn.Module):
         index = torch.tensor([self.classes.index(c) for c in classes])
         self.classes = list(classes)
         self.test_metrics = classification_metrics(len(classes), "test/")
-        self.confusion = MulticlassConfusionMatrix(len(classes))
+        self.confusion = MulticlassConfusionMatrix(len(classes), ignore_index=IGNORE)
         return index
+
+
+class AttributesTask(nn.Module):
+    """Arousal, valence and dominance per clip, each on [0, 1] (every corpus's scale mapped to
+    it): a linear output per attribute, 1 - CCC averaged over them (or MSE) as the loss, the CCC
+    of each and their mean (the headline) as metrics. The training corpus's rating scale, into
+    which ser-predict maps its values back, is handed over with the training split and kept in
+    the checkpoint (:meth:`learn_scale`)."""
+
+    name = "attributes"
+    headline = "ccc"
+    needs_emotion, needs_attributes = False, True
+
+    def __init__(self, classes: list[str] = (), loss: str = "ccc"):
+        super().__init__()
+        if loss not in ATTRIBUTE_LOSSES:
+            raise not_one_of("task.loss", loss, ATTRIBUTE_LOSSES)
+        self.classes, self.loss_name = list(classes), loss
+        self.register_buffer("rating_scale", torch.full((2,), float("nan"), dtype=torch.float64))  # NaN: unknown
+        self.train_metrics, self.val_metrics, self.test_metrics = (attribute_metrics(f"{s}/") for s in SPLITS)
+        self._test_records: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    output_size = len(ATTRIBUTES)
+
+    def target(self, class_index: int | None, attributes) -> list[float]:
+        return list(attributes)
+
+    metrics = CategoricalTask.metrics
+    headline_metric = CategoricalTask.headline_metric
+    test_outputs = CategoricalTask.test_outputs
+
+    def start_test(self) -> None:
+        self._test_records = []
+
+    def weigh_classes(self, counts: list[int]) -> None:
+        """Nothing: attributes have no classes to weigh."""
+
+    def learn_scale(self, scale: tuple[float, float] | None) -> None:
+        if scale is not None:
+            self.rating_scale.copy_(torch.tensor(scale, dtype=torch.float64))
+
+    @property
+    def scale(self) -> tuple[float, float] | None:
+        return None if torch.isnan(self.rating_scale).any() else tuple(map(float, self.rating_scale))
+
+    def loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        outputs, targets = outputs.float(), targets.float()
+        return ccc_loss(outputs, targets) if self.loss_name == "ccc" else nn.functional.mse_loss(outputs, targets)
+
+    def update(self, split: str, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        getattr(self, f"{split}_metrics").update(outputs.float(), targets.float())
+
+    def readout(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs.float()
+
+    def describe(self, readout: torch.Tensor) -> dict:
+        """Each attribute on [0, 1] and, where the training corpus's scale is known, on it."""
+        unit = {name: round(float(v), 4) for name, v in zip(ATTRIBUTES, readout)}
+        if not self.scale:
+            return {"attributes": unit}
+        low, high = self.scale
+        return {"attributes": unit, "attributes_on_scale": {name: round(low + v * (high - low), 3)
+                                                            for name, v in unit.items()},
+                "scale": [low, high]}
+
+    def record(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
+        self._test_records.append((outputs.detach().float(), targets.float()))
+
+    def test_record(self) -> dict:
+        return {"task": self.name, "headline": f"test/{self.headline}", "attributes": list(ATTRIBUTES),
+                "attribute_range": [0.0, 1.0], "scale": list(self.scale) if self.scale else None}
+
+    def by_speaker(self, speakers: list[str], resamples: int, seed: int) -> dict:
+        """Per-speaker CCC sums and scores, and the 95% intervals from resampling speakers."""
+        outputs, targets = self.test_outputs()
+        names = sorted(set(speakers))
+        position = {name: i for i, name in enumerate(names)}
+        sums = np.zeros((len(names), 6, len(ATTRIBUTES)))
+        for speaker in names:
+            rows = [i for i, s in enumerate(speakers) if s == speaker]
+            sums[position[speaker]] = attribute_sums(outputs[rows], targets[rows])
+        out = {"per_speaker_ccc": {name: float(ccc_of_sums(total).mean()) for name, total in zip(names, sums)},
+               "per_speaker_sums": {name: total.tolist() for name, total in zip(names, sums)}}
+        skipped = _interval_or_why(names, resamples)
+        if skipped is not None:
+            return {**out, **skipped}
+        out.update({f"test/{name}_ci95": bounds for name, bounds in attribute_bootstrap(sums, resamples, seed).items()})
+        out["bootstrap"] = {"unit": "speaker", "resamples": resamples, "speakers": len(names)}
+        return out
+
+    def prediction_columns(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, list]:
+        columns = {}
+        for i, name in enumerate(ATTRIBUTES):
+            columns[f"true_{name}"] = [round(float(v), 6) for v in targets[:, i]]
+            columns[f"predicted_{name}"] = [round(float(v), 6) for v in outputs[:, i]]
+        return columns
+
+
+class BothTask(nn.Module):
+    """Categories and attributes from one network: outputs are the classes' logits followed by
+    the attributes; the loss is ``weights.categorical * CE + weights.attributes * attribute
+    loss``. A clip without a category (IEMOCAP xxx, MSP-Podcast X) still teaches the attributes."""
+
+    name = "both"
+    headline = "uar"
+    needs_emotion, needs_attributes = False, True
+
+    def __init__(self, classes: list[str], class_weights: str | None = None, loss: str = "ccc",
+                 weights: dict | None = None):
+        super().__init__()
+        self.categorical = CategoricalTask(classes, class_weights)
+        self.attributes = AttributesTask(classes, loss)
+        weights = {"categorical": 1.0, "attributes": 1.0, **(weights or {})}
+        if set(weights) != {"categorical", "attributes"} or min(weights.values()) < 0:
+            raise ConfigError(f"task.weights={weights}: give categorical and attributes, each >= 0")
+        self.weights = weights
+
+    @property
+    def classes(self) -> list[str]:
+        return self.categorical.classes
+
+    @property
+    def output_size(self) -> int:
+        return self.categorical.output_size + self.attributes.output_size
+
+    def _parts(self, outputs, targets=None):
+        c = self.categorical.output_size
+        split = (outputs[:, :c], outputs[:, c:])
+        return split if targets is None else (*split, targets[:, 0], targets[:, 1:])
+
+    def target(self, class_index: int | None, attributes) -> list[float]:
+        return [float(IGNORE if class_index is None else class_index), *attributes]
+
+    def metrics(self, split: str) -> dict:
+        return {**self.categorical.metrics(split), **self.attributes.metrics(split)}
+
+    def headline_metric(self, split: str):
+        return self.categorical.headline_metric(split)
+
+    def weigh_classes(self, counts: list[int]) -> None:
+        self.categorical.weigh_classes(counts)
+
+    def learn_scale(self, scale) -> None:
+        self.attributes.learn_scale(scale)
+
+    def loss(self, outputs, targets):
+        logits, values, classes, attributes = self._parts(outputs, targets)
+        return (self.weights["categorical"] * self.categorical.loss(logits, classes)
+                + self.weights["attributes"] * self.attributes.loss(values, attributes))
+
+    def update(self, split, outputs, targets):
+        logits, values, classes, attributes = self._parts(outputs, targets)
+        self.categorical.update(split, logits, classes)
+        self.attributes.update(split, values, attributes)
+
+    def readout(self, outputs):
+        logits, values = self._parts(outputs)
+        return torch.cat([self.categorical.readout(logits), self.attributes.readout(values)], -1)
+
+    def describe(self, readout):
+        probs, values = self._parts(readout[None])
+        return {**self.categorical.describe(probs[0]), **self.attributes.describe(values[0])}
+
+    def start_test(self):
+        self.categorical.start_test()
+        self.attributes.start_test()
+
+    def record(self, outputs, targets):
+        logits, values, classes, attributes = self._parts(outputs, targets)
+        self.categorical.record(logits, classes)
+        self.attributes.record(values, attributes)
+
+    def test_outputs(self):
+        (logits, classes), (values, attributes) = self.categorical.test_outputs(), self.attributes.test_outputs()
+        return np.concatenate([logits, values], 1), np.concatenate([classes[:, None], attributes], 1)
+
+    def test_record(self):
+        return {**self.attributes.test_record(), **self.categorical.test_record(), "task": self.name}
+
+    def by_speaker(self, speakers, resamples, seed):
+        return {**self.attributes.by_speaker(speakers, resamples, seed),
+                **self.categorical.by_speaker(speakers, resamples, seed)}
+
+    def prediction_columns(self, outputs, targets):
+        c = self.categorical.output_size
+        return {**self.categorical.prediction_columns(outputs[:, :c], targets[:, 0]),
+                **self.attributes.prediction_columns(outputs[:, c:], targets[:, 1:])}
+
+    def restrict_to(self, classes):
+        raise ValueError("cross-corpus tests of task=both score the categories alone: not supported yet")

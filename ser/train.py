@@ -26,7 +26,7 @@ from ser import results as results_file
 from ser.callbacks import FromTrainingSplit, ValidationFinishesFirst
 from ser.errors import ConfigError, UserError
 from ser.module import SERModule
-from ser.plots import save_confusion_matrix
+from ser.plots import save_attribute_scatter, save_confusion_matrix
 from ser.preflight import made
 from ser.tracking import closing_runs, continue_history, start
 
@@ -56,7 +56,8 @@ def run(cfg: DictConfig) -> dict:
     resume_from = cfg.get("ckpt_path") or (resumable(out, cfg) if train and cfg.get("resume", True) else None)
     model = built("model", lambda: instantiate(cfg.model) if train else trained_model(cfg))
     # The one road from model to data: its front end (sample rate, shortest clip, frozen stage).
-    datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend))
+    datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend,
+                                                   task=model.task))
     loggers = built("logger", lambda: instantiate_all(cfg.get("logger")))
     with closing_runs():
         callbacks = [*instantiate_all(cfg.get("callbacks")), *pruning(cfg), ValidationFinishesFirst(),
@@ -78,13 +79,15 @@ def run(cfg: DictConfig) -> dict:
         if trainer.global_rank == 0:
             datamodule.write_split_csv(out / "split.csv")
 
-        results = fit_summary(trainer)  # read before testing resets the trainer's metrics
+        results = fit_summary(trainer, model.task.headline)  # read before testing resets the trainer's metrics
         if cfg.get("test", True):
             results = evaluate(cfg, trainer, model, datamodule, results)
             if cfg.get("test_corpora"):
                 results["cross_corpus"] = cross_corpus(cfg, results, trainer.world_size)
             results["wall_seconds"] = round(time.monotonic() - began, 1)
             if trainer.global_rank == 0:
+                if trainer.world_size == 1:
+                    write_test_predictions(model, datamodule, out)
                 report(results, out, loggers)
     torch.cuda.empty_cache()
     return results
@@ -147,14 +150,15 @@ def pruning(cfg: DictConfig) -> list:
     from ser.search import PruneHopeless
 
     pruner = instantiate(HydraConfig.get().sweeper.pruner)
-    return [PruneHopeless(cfg.search.storage, cfg.search.study_name, int(cfg.search.trial), pruner)]
+    return [PruneHopeless(cfg.search.storage, cfg.search.study_name, int(cfg.search.trial), pruner,
+                          metric=f"val/{cfg.task.headline}")]
 
 
-def fit_summary(trainer) -> dict:
-    """The module's running best of val/uar (what searches optimise), the last epoch's
-    train/uar (its gap to test/uar says how much was learnt of the training speakers only) and
-    the number of epochs trained."""
-    summary = {key: float(trainer.callback_metrics[key]) for key in ("val/uar_best", "train/uar")
+def fit_summary(trainer, headline: str) -> dict:
+    """The module's running best of the task's headline on val (val/uar_best: what searches
+    optimise), the last epoch's train score (its gap to the test score says how much was learnt
+    of the training speakers only) and the number of epochs trained."""
+    summary = {key: float(trainer.callback_metrics[key]) for key in (f"val/{headline}_best", f"train/{headline}")
                if key in trainer.callback_metrics}
     return {**summary, "epochs": trainer.current_epoch}
 
@@ -201,11 +205,17 @@ def trained_model(cfg: DictConfig) -> SERModule:
 
 
 def scoring_shared_emotions(model: SERModule, emotions) -> SERModule:
-    """``model``, restricted to the emotions it knows and a corpus has."""
+    """``model``, restricted to the emotions it knows and a corpus has (a model of attributes
+    alone is scored on any corpus with attribute ratings)."""
+    if model.task.name == "attributes":
+        return model
     shared = [c for c in model.classes if c in emotions]
     if len(shared) < 2:
         raise UserError(f"the model knows {model.classes} and the corpus has {list(emotions)}: "
                         "fewer than two emotions in common, nothing to evaluate")
+    if shared != model.classes and model.task.name == "both":
+        raise UserError(f"task=both is tested on another corpus only over the same emotions; the model knows "
+                        f"{model.classes}, the corpus has {list(emotions)}")
     if shared != model.classes:
         log.info("Cross-corpus evaluation over the %d shared emotions %s", len(shared), shared)
         model.restrict_to(shared)
@@ -257,7 +267,7 @@ def speaker_scores(cfg, model, datamodule, world_size: int) -> dict:
         log.info("Intervals by speaker are computed in one process: score the checkpoint with "
                  "train=false on one device for them")
         return {}
-    clips = datamodule.eval_clips("test")[: len(model.task.test_predictions()[0])]  # limit_test_batches
+    clips = datamodule.eval_clips("test")[: len(model.task.test_outputs()[0])]  # limit_test_batches
     by_speaker = model.task.by_speaker([c.speaker for c in clips], cfg.get("test_bootstrap", 1000),
                                        seed=cfg.get("seed") or 0)
     if skipped := by_speaker.get("bootstrap", {}).get("skipped"):
@@ -284,7 +294,8 @@ def cross_corpus(cfg, own: dict, world_size: int) -> dict:
         if name in scored:
             continue
         model = scoring_shared_emotions(SERModule.from_checkpoint(ckpt), data_cfg.emotions)
-        datamodule = built("data", lambda d=data_cfg, m=model: instantiate(d, emotions=m.classes, frontend=m.frontend))
+        datamodule = built("data", lambda d=data_cfg, m=model: instantiate(d, emotions=m.classes, frontend=m.frontend,
+                                                                           task=m.task))
         trainer = built("trainer", lambda: instantiate(cfg.trainer, logger=False, callbacks=[],
                                                        enable_checkpointing=False))
         log.info("Testing %s on %s", ckpt, name)
@@ -292,13 +303,31 @@ def cross_corpus(cfg, own: dict, world_size: int) -> dict:
     return {name: results_file.cross_corpus_entry(results) for name, results in scored.items()}
 
 
+def write_test_predictions(model, datamodule, out: Path) -> None:
+    """test_predictions.csv: what the model answered for each test clip (this process's)."""
+    outputs, targets = model.task.test_outputs()
+    clips = datamodule.eval_clips("test")[: len(outputs)]
+    results_file.write_predictions(out, [(c.path, c.speaker) for c in clips],
+                                   model.task.prediction_columns(outputs, targets))
+
+
 def report(results: dict, out: Path, loggers) -> None:
-    """results.json, the confusion matrix figures, the printed table and W&B's summary."""
+    """results.json, the figures (confusion matrices; predicted against true attributes), the
+    printed table and W&B's summary."""
     results_file.write(results, out)
-    save_confusion_matrix(np.asarray(results["confusion_matrix"]), results["classes"], out / "confusion_matrix.png",
-                          title=f"{results['model']} on {results['data']}: test UAR {results['test/uar']:.3f}")
+    figures = []
+    if "confusion_matrix" in results:
+        figures.append(out / "confusion_matrix.png")
+        save_confusion_matrix(np.asarray(results["confusion_matrix"]), results["classes"], figures[-1],
+                              title=f"{results['model']} on {results['data']}: test UAR {results['test/uar']:.3f}")
+    if "attributes" in results and (rows := results_file.read_predictions(out)):
+        figures.append(out / "attributes.png")
+        names = results["attributes"]
+        save_attribute_scatter([[float(r[f"true_{n}"]) for n in names] for r in rows],
+                               [[float(r[f"predicted_{n}"]) for n in names] for r in rows], names, figures[-1],
+                               title=f"{results['model']} on {results['data']}: test CCC {results['test/ccc']:.3f}")
     for name, tested in results.get("cross_corpus", {}).items():
-        if name != results["data"]:
+        if name != results["data"] and "confusion_matrix" in tested:
             save_confusion_matrix(np.asarray(tested["confusion_matrix"]), tested["classes"],
                                   out / f"confusion_matrix_{name}.png",
                                   title=f"{results['model']} ({results['data']}) on {name}: "
@@ -306,12 +335,13 @@ def report(results: dict, out: Path, loggers) -> None:
     console = Console()
     console.print(results_file.table(results))
     console.print(f"Run folder: {out}")
-    log_to_wandb(loggers, results, out / "confusion_matrix.png")
+    log_to_wandb(loggers, results, figures)
     return results
 
 
-def log_to_wandb(loggers, results: dict, figure: Path) -> None:
-    """Per-class recall table, confusion matrix image and W&B's interactive confusion chart."""
+def log_to_wandb(loggers, results: dict, figures: list[Path]) -> None:
+    """The test scores in the summary, the figures, and for categories a per-class recall table
+    and W&B's interactive confusion chart."""
     from lightning.pytorch.loggers import WandbLogger
 
     for logger in loggers:
@@ -319,6 +349,14 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
             continue
         import wandb
 
+        for key in results_file.metrics_of(results):
+            logger.experiment.summary[key] = results[key]
+        for name, tested in results.get("cross_corpus", {}).items():
+            logger.experiment.summary[f"cross_corpus/{name}/{results_file.headline(tested)[5:]}"] = \
+                tested[results_file.headline(tested)]
+        logger.experiment.log({f"test/{figure.stem}_image": wandb.Image(str(figure)) for figure in figures})
+        if "confusion_matrix" not in results:
+            continue
         classes, counts = results["classes"], np.asarray(results["confusion_matrix"])
         # W&B's chart wants one (true, predicted) pair per clip: expand the counts back.
         true_index, pred_index = np.indices(counts.shape)
@@ -327,13 +365,8 @@ def log_to_wandb(loggers, results: dict, figure: Path) -> None:
         logger.experiment.log({
             "test/per_class_recall": wandb.Table(columns=["emotion", "recall"],
                                                  data=[[c, r] for c, r in results["per_class_recall"].items()]),
-            "test/confusion_matrix_image": wandb.Image(str(figure)),
             "test/confusion_matrix": wandb.plot.confusion_matrix(y_true=truth, preds=preds, class_names=classes),
         })
-        for key in results_file.METRICS:
-            logger.experiment.summary[key] = results[key]
-        for name, tested in results.get("cross_corpus", {}).items():
-            logger.experiment.summary[f"cross_corpus/{name}/uar"] = tested["test/uar"]
 
 
 def run_record(cfg, datamodule, tested_ckpt) -> dict:
@@ -342,6 +375,8 @@ def run_record(cfg, datamodule, tested_ckpt) -> dict:
         "split": datamodule.split,
         **({"split_file": str(cfg.data.split_file)} if datamodule.split == "file" else {}),
         "protocol": "speaker-dependent" if datamodule.split == "random" else "speaker-independent",
+        **({"fold": cfg.data.fold, "test_group": datamodule.test_group()}
+           if datamodule.split in ("kfold", "protocol") else {}),
         "model": cfg.choices.model,  # the config choices the run is named by
         "data": cfg.choices.data,
         "model_class": cfg.model.net._target_,

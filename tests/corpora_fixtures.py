@@ -72,3 +72,79 @@ def tess(root: Path) -> Path:
 
 LAYOUTS = {"cremad": crema_d, "ravdess": ravdess, "emodb": emodb, "tess": tess}
 assert set(ACTED.values()) == set(PROSODY)
+
+
+IEMOCAP_CODES = ["neu", "hap", "exc", "ang", "sad", "fru", "xxx", "neu", "ang", "sad"]
+IEMOCAP_EMOTION = {"neu": "neutral", "hap": "happiness", "exc": "happiness", "ang": "anger", "sad": "sadness",
+                   "fru": "anger", "xxx": "neutral"}
+
+
+def iemocap_vad(session: int, index: int) -> tuple[float, float, float]:
+    """The [V, A, D] ratings a tiny IEMOCAP's utterance gets (1-5, in half steps)."""
+    return 1 + (session + index) % 9 / 2, 1 + (2 * session + index) % 9 / 2, 1 + (session + 3 * index) % 9 / 2
+
+
+def iemocap(root: Path) -> Path:
+    """IEMOCAP_full_release in miniature: 5 sessions, an improvised and a scripted dialogue each,
+    utterances of both actors (``Ses01F_impro01_M000``: the male actor speaks in a dialogue named
+    after the female one), the header and annotator lines of EmoEvaluation files, and one of
+    each oddity in Session5: a label whose wav is missing, a wav with no label, an unknown
+    code, a rating outside 1-5."""
+    for session in range(1, 6):
+        base = root / f"Session{session}"
+        for dialog in (f"Ses{session:02d}F_impro01", f"Ses{session:02d}M_script01_1"):
+            lines = ["% [START_TIME - END_TIME] TURN_NAME EMOTION [V, A, D]", ""]
+            for index, code in enumerate(IEMOCAP_CODES):
+                letter = "FM"[index % 2]
+                utterance = f"{dialog}_{letter}{index:03d}"
+                speaker = 2 * session + (letter == "M")
+                v, a, d = iemocap_vad(session, index)
+                write(base / "sentences" / "wav" / dialog / f"{utterance}.wav",
+                      speech(speaker, IEMOCAP_EMOTION[code], index, 16000), 16000)
+                lines += [f"[{index * 2.5:.4f} - {index * 2.5 + 2:.4f}]\t{utterance}\t{code}\t[{v:.4f}, {a:.4f}, {d:.4f}]",
+                          "C-E1:\tNeutral state;\t()", "A-E2:\tval 3; act 2; dom  3;\t()", ""]
+            if session == 5 and "impro" in dialog:
+                lines += [f"[90.0000 - 91.0000]\t{dialog}_F098\tneu\t[3.0000, 3.0000, 3.0000]",  # no wav
+                          f"[92.0000 - 93.0000]\t{dialog}_M097\tzzz\t[3.0000, 3.0000, 3.0000]",  # unknown code
+                          f"[94.0000 - 95.0000]\t{dialog}_F096\tang\t[3.0000, 6.0000, 3.0000]"]  # outside 1-5
+                for name in (f"{dialog}_M097", f"{dialog}_F096", f"{dialog}_M095"):  # M095: a wav with no label
+                    write(base / "sentences" / "wav" / dialog / f"{name}.wav", speech(1, "anger", 1, 16000), 16000)
+            (base / "dialog" / "EmoEvaluation" / "Categorical").mkdir(parents=True, exist_ok=True)
+            (base / "dialog" / "EmoEvaluation" / f"{dialog}.txt").write_text("\n".join(lines) + "\n")
+            (base / "dialog" / "EmoEvaluation" / "Categorical" / f"{dialog}_e1_cat.txt").write_text(
+                f"{dialog}_F000 :Neutral state; ()\n")
+    return root
+
+
+MSP_CODES = {"A": "anger", "S": "sadness", "H": "happiness", "U": "happiness", "F": "fear", "D": "disgust",
+             "C": "anger", "N": "neutral", "X": "neutral", "O": "sadness"}
+
+
+def msp_podcast(root: Path) -> list[dict]:
+    """MSP-Podcast in miniature: Audios/ and Labels/labels_consensus.csv with the release's
+    columns, every category code (X and O too), Unknown speakers, every partition, and one of
+    each oddity: a row whose wav is missing, a wav with no row, an unknown partition, a rating
+    outside 1-7. Returns the rows written (the well-formed ones)."""
+    rows = []
+    partitions = ["Train"] * 6 + ["Development"] * 2 + ["Test1"] * 2 + ["Test2"]
+    for p, partition in enumerate(partitions):
+        speaker = "Unknown" if p % 4 == 1 else str(100 + p)  # Unknown: many speakers, none named
+        for c, code in enumerate(MSP_CODES):
+            name = f"MSP-PODCAST_{p + 1:04d}_{c + 1:04d}.wav"
+            write(root / "Audios" / name, speech(p, MSP_CODES[code], c, 16000), 16000)
+            rows.append({"FileName": name, "EmoClass": code, "EmoAct": f"{1 + (p + c) % 13 / 2:.1f}",
+                         "EmoVal": f"{1 + (2 * p + c) % 13 / 2:.1f}", "EmoDom": f"{1 + (p + 3 * c) % 13 / 2:.1f}",
+                         "SpkrID": speaker, "Gender": "Female" if p % 2 else "Male", "Split_Set": partition})
+    odd = [dict(rows[0], FileName="MSP-PODCAST_0999_0001.wav"),  # no wav
+           dict(rows[0], FileName="MSP-PODCAST_0998_0001.wav", Split_Set="Test9"),  # unknown partition
+           dict(rows[0], FileName="MSP-PODCAST_0997_0001.wav", EmoAct="7.5")]  # outside 1-7
+    for name in ("MSP-PODCAST_0998_0001.wav", "MSP-PODCAST_0997_0001.wav", "MSP-PODCAST_0996_0001.wav"):
+        write(root / "Audios" / name, speech(1, "anger", 1, 16000), 16000)  # 0996: a wav with no row
+    (root / "Labels").mkdir(parents=True, exist_ok=True)
+    with open(root / "Labels" / "labels_consensus.csv", "w", newline="") as handle:
+        import csv
+
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows + odd)
+    return rows

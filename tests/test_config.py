@@ -205,6 +205,12 @@ def test_the_precisions_checked_up_front_are_the_ones_lightning_accepts():
 def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_path, hub_cache_with_every_preset):
     from ser.preflight import check_config
 
+    # The folders IEMOCAP's and MSP-Podcast's checks look for before any work.
+    (tmp_path / "Session1").mkdir()
+    (tmp_path / "Labels").mkdir()
+    (tmp_path / "Labels" / "labels_consensus.csv").write_text(
+        "FileName,EmoClass,EmoAct,EmoVal,EmoDom,SpkrID,Gender,Split_Set\n")
+
     for choice in options(group):
         overrides = [f"{group}={choice}", f"data.root={tmp_path}"]
         if group == "data" and choice.startswith("synthetic"):

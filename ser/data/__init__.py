@@ -1,8 +1,18 @@
-from ser.data.corpora import CremaD, EmoDB, Folder, MissingCorpus, Multi, Ravdess, Tess
+from ser.data.corpora import (
+    CremaD,
+    EmoDB,
+    Folder,
+    Iemocap,
+    MissingCorpus,
+    MspPodcast,
+    Multi,
+    Ravdess,
+    Tess,
+)
 from ser.data.emotions import EMOTIONS
 from ser.data.synthetic import Synthetic
 
-__all__ = ["EMOTIONS", "CremaD", "EmoDB", "Folder", "MissingCorpus", "Multi", "Ravdess",
+__all__ = ["EMOTIONS", "CremaD", "EmoDB", "Folder", "Iemocap", "MissingCorpus", "MspPodcast", "Multi", "Ravdess",
            "SERDataModule", "Synthetic", "Tess"]
 
 

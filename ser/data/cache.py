@@ -226,17 +226,21 @@ class SpeakerNormalised(ClipCache):
         self.speaker_moments = speaker_moments or {}  # speaker -> [3, width] (count, sum, sum of squares)
 
     @classmethod
-    def open(cls, features: ClipCache, speaker_of: dict[str, str], normalizer: SpeakerNormalizer,
-             cache_dir: str | Path) -> SpeakerNormalised:
-        """The clips of ``speaker_of`` (path -> speaker), normalised; built once per grouping."""
-        grouping = hashlib.sha1(json.dumps(sorted(speaker_of.items())).encode()).hexdigest()[:16]
+    def open(cls, features: ClipCache, speaker_of: dict[str, str | None], normalizer: SpeakerNormalizer,
+             cache_dir: str | Path, pooled_from: list[str] = ()) -> SpeakerNormalised:
+        """The clips of ``speaker_of`` (path -> speaker, or None for an unknown speaker),
+        normalised; a clip of an unknown speaker by the pooled statistics of the speakers
+        ``pooled_from`` (the training speakers). Built once per grouping."""
+        grouping = hashlib.sha1(json.dumps(sorted(speaker_of.items(), key=lambda kv: kv[0])).encode()).hexdigest()[:16]
         spec = {"features": features.data_file.stem, "speakers": grouping, "rule": normalizer.version}
+        if None in speaker_of.values():
+            spec["pooled_from"] = hashlib.sha1(json.dumps(sorted(pooled_from)).encode()).hexdigest()[:16]
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         base = Path(cache_dir).expanduser() / "by_speaker" / key
 
         def build():
             totals = speaker_totals(features, speaker_of, normalizer)
-            normalised = normalised_by_speaker(features, speaker_of, normalizer, totals)
+            normalised = normalised_by_speaker(features, speaker_of, normalizer, totals, pooled_from)
             write(base, normalised, len(speaker_of), "Normalising features per speaker", width=features.width,
                   spec=spec, speaker_moments={name: total.tolist() for name, total in totals.items()})
         built_once(base, build)
@@ -246,19 +250,27 @@ class SpeakerNormalised(ClipCache):
         return cache
 
 
-def speaker_totals(features: ClipCache, speaker_of: dict[str, str],
+def speaker_totals(features: ClipCache, speaker_of: dict[str, str | None],
                    normalizer: SpeakerNormalizer) -> dict[str, np.ndarray]:
-    """Each speaker's moments, summed over their clips (one pass over the cache)."""
+    """Each known speaker's moments, summed over their clips (one pass over the cache)."""
     totals: dict[str, np.ndarray] = {}
     for path, speaker in speaker_of.items():
-        totals[speaker] = totals.get(speaker, 0) + normalizer.moments(features[path])
+        if speaker is not None:
+            totals[speaker] = totals.get(speaker, 0) + normalizer.moments(features[path])
     return totals
 
 
-def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str], normalizer: SpeakerNormalizer,
-                          totals: dict[str, np.ndarray]) -> Iterator[tuple[str, tuple]]:
-    """(path, (rows normalised by its speaker's statistics, None))."""
+def normalised_by_speaker(features: ClipCache, speaker_of: dict[str, str | None], normalizer: SpeakerNormalizer,
+                          totals: dict[str, np.ndarray], pooled_from=()) -> Iterator[tuple[str, tuple]]:
+    """(path, (rows normalised by its speaker's statistics, None)); an unknown speaker's
+    clip by the pooled statistics of the speakers ``pooled_from``."""
     statistics = {speaker: normalizer.statistics(total) for speaker, total in totals.items()}
+    if None in speaker_of.values():
+        pool = [totals[s] for s in pooled_from if s in totals]
+        if not pool:
+            raise UserError("clips of unknown speakers are standardised with the training speakers' pooled "
+                            "statistics, but no training clip has a known speaker")
+        statistics[None] = normalizer.statistics(sum(pool))
     for path, speaker in speaker_of.items():
         yield path, (normalizer.apply(features[path], statistics[speaker]), None)
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ser.errors import UserError
+from ser.data.splits import by_partition, leave_one_session_out
+from ser.errors import ConfigError, UserError, not_one_of
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
@@ -21,8 +22,24 @@ AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 @dataclass(frozen=True)
 class Clip:
     path: str  # absolute
-    speaker: str
-    emotion: str
+    speaker: str  # the person speaking; for an unknown one a name of the clip's own (never pooled)
+    emotion: str | None  # None: the corpus has no agreed category for it (IEMOCAP xxx, MSP-Podcast X)
+    attributes: tuple[float, float, float] | None = None  # arousal, valence, dominance in [0, 1]
+    session: str | None = None  # the corpus's own protocol unit: an IEMOCAP session, an MSP-Podcast partition
+    speaker_known: bool = True  # False: per-speaker statistics cannot be gathered for it
+
+
+def to_unit(values, scale: tuple[float, float]) -> tuple[float, ...]:
+    """Attribute ratings on a corpus's scale (IEMOCAP 1-5, MSP-Podcast 1-7) -> [0, 1]; a
+    rating outside the scale is an :class:`UnknownLabel`."""
+    low, high = scale
+    try:
+        values = tuple(float(v) for v in values)
+    except ValueError:
+        raise UnknownLabel(f"attribute ratings {list(values)} are not numbers") from None
+    if not all(low <= v <= high for v in values):
+        raise UnknownLabel(f"attribute ratings {list(values)} outside the corpus's scale {low:g}-{high:g}")
+    return tuple((v - low) / (high - low) for v in values)
 
 
 class UnknownLabel(ValueError):
@@ -40,6 +57,12 @@ class Corpus:
     homepage = ""
     labels: dict[str, str] = {}
     generated = False  # True: prepare() makes it, so there is nothing to find beforehand
+    attribute_scale: tuple[float, float] | None = None  # the scale its attribute ratings use, if any
+
+    def protocol_split(self, clips: list[Clip], *, fold: int, val_fraction: float, seed: int) -> list[str]:
+        """``data.split=protocol``: the corpus's published evaluation protocol."""
+        raise ConfigError(f"data.split=protocol: {self.name} has no published protocol of its own here; "
+                          "use data.split=speaker or kfold (IEMOCAP and MSP-Podcast have one).")
 
     def parse(self, path: Path) -> tuple[str, str] | None:
         raise NotImplementedError
@@ -176,8 +199,10 @@ class Tess(Corpus):
 
 class Folder(Corpus):
     """Your own data: a CSV manifest (columns path, emotion, speaker; paths relative to the
-    CSV) or, with no manifest, a folder-per-emotion tree ``ROOT/<emotion>/<file>`` whose
-    speaker is the first match of ``speaker_pattern`` in the file name."""
+    CSV; optionally arousal, valence, dominance rated on ``attribute_scale``, and an emotion
+    left empty where a clip has none) or, with no manifest, a folder-per-emotion tree
+    ``ROOT/<emotion>/<file>`` whose speaker is the first match of ``speaker_pattern`` in the
+    file name."""
 
     name = "folder corpus"
     homepage = "your own recordings (see the README, section 'Your own data')"
@@ -188,9 +213,11 @@ class Folder(Corpus):
         "surprised": "surprise", "bored": "boredom", "disgusted": "disgust",
     }
 
-    def __init__(self, manifest: str | None = None, speaker_pattern: str = r"^[^_\-. ]+"):
+    def __init__(self, manifest: str | None = None, speaker_pattern: str = r"^[^_\-. ]+",
+                 attribute_scale: tuple[float, float] = (1.0, 5.0)):
         self.manifest = manifest
         self.speaker_pattern = re.compile(speaker_pattern)
+        self.attribute_scale = tuple(float(v) for v in attribute_scale)
 
     def check_available(self, root) -> None:
         if self.manifest is None:
@@ -209,10 +236,18 @@ class Folder(Corpus):
             for row in csv.DictReader(handle):
                 path = (manifest.parent / row["path"]).resolve()
                 try:
-                    clips.append(Clip(str(path), row["speaker"], self.label(row["emotion"].lower())))
+                    clips.append(self._row(path, row))
                 except UnknownLabel as err:
                     skipped.append((str(path), str(err)))
         return clips, skipped
+
+    def _row(self, path: Path, row: dict) -> Clip:
+        emotion = (row.get("emotion") or "").strip().lower()
+        ratings = [row.get(name, "").strip() for name in ("arousal", "valence", "dominance")]
+        attributes = to_unit(ratings, self.attribute_scale) if all(ratings) else None
+        if not emotion and attributes is None:
+            raise UnknownLabel("neither an emotion nor arousal, valence and dominance")
+        return Clip(str(path), row["speaker"], self.label(emotion) if emotion else None, attributes)
 
     def parse(self, path):
         match = self.speaker_pattern.search(path.name)
@@ -245,19 +280,183 @@ class Multi(Corpus):
         if missing:  # every missing part in one paragraph
             raise MissingCorpus(" ".join(missing))
 
-    def sources(self, root):
-        return [(_Prefixed(corpus, name), part_root) for name, (corpus, part_root) in self.parts.items()]
+    def scan(self, root):
+        """Every part's clips, each speaker prefixed by its part's name (speaker ids stay
+        distinct across corpora); a part's sessions are prefixed alike."""
+        clips, skipped = [], []
+        for name, (corpus, part_root) in self.parts.items():
+            found, passed_over = corpus.scan(part_root)
+            clips += [replace(c, speaker=f"{name}/{c.speaker}", session=c.session and f"{name}/{c.session}")
+                      for c in found]
+            skipped += passed_over
+        return clips, skipped
 
 
-class _Prefixed(Corpus):
-    """Wraps a parser so that speaker ids stay distinct across corpora."""
+class Iemocap(Corpus):
+    """IEMOCAP (USC SAIL), as distributed in ``IEMOCAP_full_release``: five sessions, each two
+    actors (one female, one male) in improvised and scripted dialogues, 16 kHz.
 
-    def __init__(self, inner: Corpus, prefix: str):
-        self.inner, self.prefix = inner, prefix
-        self.name, self.homepage, self.generated = inner.name, inner.homepage, inner.generated
+    Audio: ``Session{N}/sentences/wav/<dialog>/<utterance>.wav``. Labels:
+    ``Session{N}/dialog/EmoEvaluation/<dialog>.txt``, one line per utterance
+    ``[start - end]<TAB>utterance<TAB>code<TAB>[V, A, D]`` (the annotators' lines follow it and
+    are not read), as the corpus's own header says: ``% [START_TIME - END_TIME] TURN_NAME EMOTION
+    [V, A, D]``; valence, activation and dominance are rated 1-5 (Busso et al., 2008, "IEMOCAP:
+    interactive emotional dyadic motion capture database", Lang. Resources & Evaluation 42).
 
-    def parse(self, path):
-        return self.inner.parse(path)
+    The speaker is the person speaking: the session and the F/M letter of the utterance's own
+    id (``Ses01F_impro01_M003`` is session 1's male actor). The ``Ses01F`` prefix names the
+    actor wearing the motion-capture markers in that dialogue, not the speaker.
 
-    def speaker_id(self, speaker):
-        return f"{self.prefix}/{self.inner.speaker_id(speaker)}"
+    The field's protocol (``data.split=protocol``): leave one session out, 5 folds (fold k tests
+    Session k+1), four classes with excitement merged into happiness (neutral, happiness,
+    anger, sadness: 5,531 utterances), improvised and scripted together, as SUPERB's ER task,
+    s3prl and EmoBox run it. Validation: speakers drawn from the training sessions.
+    """
+
+    name = "IEMOCAP"
+    homepage = "https://sail.usc.edu/iemocap/ (release form; the folder IEMOCAP_full_release)"
+    attribute_scale = (1.0, 5.0)
+    CODES = {"neu": "neutral", "hap": "happiness", "ang": "anger", "sad": "sadness", "fru": "frustration",
+             "sur": "surprise", "fea": "fear", "dis": "disgust", "exc": "excitement",
+             "xxx": None, "oth": None}  # xxx: the annotators did not agree; oth: "other"
+    KINDS = ("both", "improvised", "scripted")
+    line = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\t(\S+)\t(\S+)\t\[\s*([-\d.]+),\s*([-\d.]+),\s*([-\d.]+)\s*\]")
+
+    def __init__(self, kind: str = "both", excitement_as_happiness: bool = True):
+        """``kind``: improvised, scripted or both dialogues; ``excitement_as_happiness``: the
+        4-class protocol's merge (false keeps ``excitement`` a class of its own)."""
+        if kind not in self.KINDS:
+            raise not_one_of("data.corpus.kind", kind, self.KINDS)
+        self.kind, self.excitement_as_happiness = kind, excitement_as_happiness
+
+    def check_available(self, root) -> None:
+        super().check_available(root)
+        if root is not None and not sorted(Path(root).expanduser().glob("Session[1-5]")):
+            raise MissingCorpus(self.missing_message(Path(root).expanduser()) +
+                                " (data.root is the folder holding Session1 ... Session5)")
+
+    def scan(self, root):
+        root = Path(root).expanduser()
+        self.check_available(root)
+        wavs = {p.stem: p for p in root.glob("Session[1-5]/sentences/wav/*/*.wav") if not p.name.startswith(".")}
+        clips, skipped, labelled = [], [], set()
+        for sheet in sorted(root.glob("Session[1-5]/dialog/EmoEvaluation/*.txt")):
+            session = sheet.parts[-4]
+            for match in filter(None, map(self.line.match, sheet.read_text(errors="replace").splitlines())):
+                utterance, code = match.group(3), match.group(4)
+                labelled.add(utterance)
+                if utterance not in wavs:
+                    skipped.append((f"{sheet}: {utterance}", "labelled, but its wav is missing"))
+                    continue
+                if not self._wanted(utterance):
+                    continue
+                try:
+                    clips.append(self._clip(wavs[utterance], session, utterance, code, match.groups()[4:]))
+                except UnknownLabel as err:
+                    skipped.append((str(wavs[utterance]), str(err)))
+        skipped += [(str(path), "no label line in its dialog's EmoEvaluation file")
+                    for stem, path in sorted(wavs.items()) if stem not in labelled]
+        return clips, skipped
+
+    def _wanted(self, utterance: str) -> bool:
+        scripted = "_script" in utterance
+        return self.kind == "both" or (self.kind == "scripted") == scripted
+
+    def _clip(self, path: Path, session: str, utterance: str, code: str, vad) -> Clip:
+        if code not in self.CODES:
+            raise UnknownLabel(f"unknown emotion code {code!r}")
+        emotion = self.CODES[code]
+        if emotion == "excitement" and self.excitement_as_happiness:
+            emotion = "happiness"
+        valence, arousal, dominance = to_unit(vad, self.attribute_scale)  # the file's order: V, A, D
+        letter = utterance.rsplit("_", 1)[-1][:1].upper()
+        if letter not in "FM":
+            raise UnknownLabel(f"utterance id {utterance!r} does not end in _F### or _M###")
+        return Clip(str(path), f"Ses{int(session[len('Session'):]):02d}{letter}", emotion,
+                    (arousal, valence, dominance), session)
+
+    def protocol_split(self, clips, *, fold, val_fraction, seed):
+        return leave_one_session_out([c.session for c in clips], [c.speaker for c in clips],
+                                     [c.emotion for c in clips], fold, val_fraction, seed)
+
+
+class MspPodcast(Corpus):
+    """MSP-Podcast (UT Dallas MSP lab), releases 1.11 and 1.12: naturalistic podcast speech.
+
+    Audio: ``Audios/<FileName>``. Labels: ``Labels/labels_consensus.csv`` with the columns
+    ``FileName, EmoClass, EmoAct, EmoVal, EmoDom, SpkrID, Gender, Split_Set`` (Lotfian & Busso,
+    2019, IEEE Trans. Affective Computing 10(4); the release's README). Categories A S H U F D C N
+    (anger, sadness, happiness, surprise, fear, disgust, contempt, neutral), the eight of the
+    Odyssey 2024 SER challenge (Goncalves et al., 2024); X (no agreement) and O (other) have no
+    class but keep their attribute ratings (arousal, valence, dominance, 1-7).
+
+    The protocol (``data.split=protocol``): the official partitions, Train for training,
+    Development for validation, ``test_set`` (Test1, or Test2) for test. A clip whose SpkrID is
+    "Unknown" has a speaker of its own: it is never pooled with strangers, in per-speaker
+    statistics (it is standardised with the pooled statistics of the training speakers, as
+    ser-predict standardises a lone file) or in speaker intervals (each is one resampled unit).
+    """
+
+    name = "MSP-Podcast"
+    homepage = "https://ecs.utdallas.edu/research/researchgroups/msp-lab/MSP-Podcast.html (academic licence)"
+    attribute_scale = (1.0, 7.0)
+    labels = {"A": "anger", "S": "sadness", "H": "happiness", "U": "surprise", "F": "fear", "D": "disgust",
+              "C": "contempt", "N": "neutral", "X": None, "O": None}
+    COLUMNS = ("FileName", "EmoClass", "EmoAct", "EmoVal", "EmoDom", "SpkrID", "Split_Set")
+    PARTITIONS = ("Train", "Development", "Test1", "Test2", "Test3")
+    TEST_SETS = ("Test1", "Test2")
+    LABELS = Path("Labels") / "labels_consensus.csv"
+
+    def __init__(self, test_set: str = "Test1"):
+        if test_set not in self.TEST_SETS:
+            raise not_one_of("data.corpus.test_set", test_set, self.TEST_SETS)
+        self.test_set = test_set
+
+    def check_available(self, root) -> None:
+        super().check_available(root)
+        if root is None:
+            return
+        labels = Path(root).expanduser() / self.LABELS
+        if not labels.is_file():
+            raise MissingCorpus(self.missing_message(Path(root).expanduser()) + f" ({labels} is missing)")
+        with open(labels, newline="") as handle:
+            header = next(csv.reader(handle), [])
+        missing = [c for c in self.COLUMNS if c not in header]
+        if missing:
+            raise ConfigError(f"{labels} lacks the column(s) {', '.join(missing)} of MSP-Podcast's "
+                              f"labels_consensus.csv ({', '.join(self.COLUMNS)}): is it another release's file?")
+
+    def scan(self, root):
+        root = Path(root).expanduser()
+        self.check_available(root)
+        wavs = {p.name: p for p in (root / "Audios").rglob("*.wav")}
+        clips, skipped, labelled = [], [], set()
+        with open(root / self.LABELS, newline="") as handle:
+            for row in csv.DictReader(handle):
+                name = row["FileName"].strip()
+                labelled.add(name)
+                if name not in wavs:
+                    skipped.append((name, "in labels_consensus.csv, but not in Audios/"))
+                    continue
+                try:
+                    clips.append(self._clip(wavs[name], row))
+                except UnknownLabel as err:
+                    skipped.append((str(wavs[name]), str(err)))
+        skipped += [(str(path), "no row in labels_consensus.csv") for name, path in sorted(wavs.items())
+                    if name not in labelled]
+        return clips, skipped
+
+    def _clip(self, path: Path, row: dict) -> Clip:
+        code, partition = row["EmoClass"].strip(), row["Split_Set"].strip()
+        if partition not in self.PARTITIONS:
+            raise UnknownLabel(f"unknown partition {partition!r} (known: {', '.join(self.PARTITIONS)})")
+        if code not in self.labels:
+            raise UnknownLabel(f"unknown emotion code {code!r}")
+        attributes = to_unit((row["EmoAct"], row["EmoVal"], row["EmoDom"]), self.attribute_scale)
+        speaker = row["SpkrID"].strip()
+        known = speaker not in ("", "Unknown")
+        return Clip(str(path), speaker if known else f"Unknown/{path.stem}", self.labels[code], attributes,
+                    partition, known)
+
+    def protocol_split(self, clips, *, fold, val_fraction, seed):
+        return by_partition([c.session for c in clips], {"Train": "train", "Development": "val", self.test_set: "test"})

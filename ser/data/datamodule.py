@@ -1,9 +1,9 @@
 """The one LightningDataModule every corpus reuses.
 
-corpus folder --parser--> clips (path, speaker, emotion) --split--> train/val/test
+corpus folder --parser--> clips (path, speaker, emotion, attributes) --split--> train/val/test
              --cache--> mono float32 at the front end's sample rate
              [--feature cache--> the front end's frozen stage (log-mel) of each clip, once]
-             --loader--> (inputs[B, ..., T], lengths[B], labels[B])
+             --loader--> (inputs[B, ..., T], lengths[B], targets[B, ...]: what the task says)
 
 The model's front end is handed in (``frontend``) by the composition root; nothing here looks
 for a model.
@@ -78,6 +78,16 @@ class FrontEnd(Protocol):
     def speaker_normalizer(self) -> SpeakerNormalizer | None: ...
 
 
+class TargetsOf(Protocol):
+    """What the data side takes from the model's task, which the composition root hands over
+    (``ser.tasks``): which clips it can learn from and each clip's target."""
+
+    needs_emotion: bool  # only clips with a category of data.emotions
+    needs_attributes: bool  # only clips with attribute ratings
+
+    def target(self, class_index: int | None, attributes: tuple[float, float, float] | None): ...
+
+
 class SERDataModule(L.LightningDataModule):
     def __init__(
         self,
@@ -85,6 +95,7 @@ class SERDataModule(L.LightningDataModule):
         root: str | None,
         emotions: list[str],
         frontend: FrontEnd | None = None,
+        task: TargetsOf | None = None,
         split: str = "speaker",
         split_file: str | None = None,
         val_fraction: float = 0.1,
@@ -105,7 +116,8 @@ class SERDataModule(L.LightningDataModule):
         precompute_features: bool = True,
         cache_on_device: bool | str = "auto",
     ):
-        """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable)."""
+        """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable);
+        ``task``: the model's task (None: categories of ``emotions``, as class indices)."""
         super().__init__()
         check_data_options(emotions=emotions, split=split, val_fraction=val_fraction,
                            test_fraction=test_fraction, fold=fold, num_folds=num_folds,
@@ -114,6 +126,7 @@ class SERDataModule(L.LightningDataModule):
                            cache_on_device=cache_on_device, split_file=split_file)
         self.corpus, self.root = corpus, root
         self.classes = list(emotions)
+        self.task = task
         self.sample_rate = frontend.sample_rate if frontend is not None else 16000
         self.min_samples = frontend.min_samples if frontend is not None else 1
         stage = frontend.frozen_stage() if frontend is not None else None
@@ -151,11 +164,13 @@ class SERDataModule(L.LightningDataModule):
         clips = self._scan()
         waveforms, cache = self._open_caches(clips)
         self.clips = self._usable(clips, waveforms)
+        self.assignment = self._assign(self.clips)
         if self.by_speaker:
-            cache = SpeakerNormalised.open(cache, {c.path: c.speaker for c in self.clips}, self.normalizer,
-                                           self.cache_dir)
-        self.assignment = assign_splits([c.speaker for c in self.clips], [c.emotion for c in self.clips],
-                                        self.split, paths=[c.path for c in self.clips], **self.split_args)
+            # A clip of an unknown speaker (None) is standardised with the training speakers'
+            # pooled statistics, as ser-predict standardises a lone file.
+            speaker_of = {c.path: c.speaker if c.speaker_known else None for c in self.clips}
+            training = sorted({c.speaker for c, s in zip(self.clips, self.assignment) if s == "train" and c.speaker_known})
+            cache = SpeakerNormalised.open(cache, speaker_of, self.normalizer, self.cache_dir, pooled_from=training)
         max_len = self.max_samples
         if self.frozen_stage is not None and max_len:
             max_len = int(self.frozen_stage.frame_lengths(torch.tensor(max_len)))
@@ -163,9 +178,27 @@ class SERDataModule(L.LightningDataModule):
         for name in SPLITS:
             members = [c for c, s in zip(self.clips, self.assignment) if s == name]
             crop = "random" if name == "train" else self.eval_crop
-            self.datasets[name] = dataset(cache, [c.path for c in members],
-                                          [self.classes.index(c.emotion) for c in members], max_len, crop)
+            self.datasets[name] = dataset(cache, [c.path for c in members], [self._target(c) for c in members],
+                                          max_len, crop)
         self._log_summary()
+
+    def _assign(self, clips: list[Clip]) -> list[str]:
+        if self.split == "protocol":
+            return self.corpus.protocol_split(clips, fold=self.split_args["fold"], seed=self.seed,
+                                              val_fraction=self.split_args["val_fraction"])
+        return assign_splits([c.speaker for c in clips], [self._category(c) for c in clips], self.split,
+                             paths=[c.path for c in clips], **self.split_args)
+
+    def _category(self, clip: Clip) -> str | None:
+        """The clip's emotion if it is one of ``classes`` (else None: kept for its attributes)."""
+        return clip.emotion if clip.emotion in self.classes else None
+
+    def _class_index(self, clip: Clip) -> int | None:
+        return self.classes.index(clip.emotion) if clip.emotion in self.classes else None
+
+    def _target(self, clip: Clip):
+        index = self._class_index(clip)
+        return index if self.task is None else self.task.target(index, clip.attributes)
 
     def _holds_cache_on_device(self, cache: ClipCache) -> bool:
         """``cache_on_device``, with ``auto`` resolved: on a CUDA GPU when the cache takes at
@@ -196,10 +229,22 @@ class SERDataModule(L.LightningDataModule):
         return waveforms, FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir, device)
 
     def _scan(self) -> list[Clip]:
+        """The clips the task can learn from: with a category of ``classes`` and/or attribute
+        ratings, as it needs. None left is one paragraph, before anything is decoded."""
         clips, skipped = self.corpus.scan(self.root)
         if skipped:
-            _warn_skipped("file names not in the corpus naming scheme", skipped)
-        return [c for c in clips if c.emotion in self.classes]
+            _warn_skipped("files without a usable label", skipped)
+        needs_emotion = self.task is None or self.task.needs_emotion
+        needs_attributes = self.task is not None and self.task.needs_attributes
+        usable = [c for c in clips if (not needs_emotion or c.emotion in self.classes)
+                  and (not needs_attributes or c.attributes is not None)]
+        if not usable:
+            wanted = " and ".join(filter(None, [f"a category of data.emotions={self.classes}" if needs_emotion else "",
+                                                "attribute ratings" if needs_attributes else ""]))
+            raise ConfigError(f"none of the {len(clips)} clips found under data.root={self.root} "
+                              f"({self.corpus.name}) has {wanted}, which this task needs"
+                              + (f"; {len(skipped)} file(s) were skipped, listed above" if skipped else "") + ".")
+        return usable
 
     def _usable(self, clips: list[Clip], cache: WaveformCache) -> list[Clip]:
         """Drop undecodable and too-short clips, listing them by name."""
@@ -236,16 +281,23 @@ class SERDataModule(L.LightningDataModule):
     # -- loaders ---------------------------------------------------------------------------
     def class_counts(self, name: str) -> list[int]:
         """Clips of each class (in ``classes`` order) in a split."""
-        labels = np.asarray(self.datasets[name].labels)
-        return np.bincount(labels, minlength=len(self.classes)).tolist()
+        return np.bincount(self._class_indices(name), minlength=len(self.classes)).tolist()
+
+    def _class_indices(self, name: str) -> np.ndarray:
+        """The class of each clip of a split (in dataset order) that has one of ``classes``."""
+        members = [c for c, s in zip(self.clips, self.assignment) if s == name]
+        return np.asarray([i for c in members if (i := self._class_index(c)) is not None], dtype=np.int64)
 
     def train_dataloader(self):
         ds = self.datasets["train"]
         if self.balanced_sampling:
             # Each class drawn equally often (with replacement): an imbalanced corpus's rare
             # emotions are seen as much as its common ones. No length buckets then.
-            counts = np.asarray(self.class_counts("train"), dtype=np.float64)
-            weights = 1.0 / counts[np.asarray(ds.labels)]
+            counts = np.asarray(self.class_counts("train"), dtype=np.float64).clip(min=1)
+            members = [c for c, s in zip(self.clips, self.assignment) if s == "train"]
+            # A clip without a category (kept for its attributes) is drawn as often as the commonest class's.
+            weights = np.asarray([1.0 / counts[i] if (i := self._class_index(c)) is not None else 1.0 / counts.max()
+                                  for c in members])
             generator = torch.Generator().manual_seed(self.seed)
             sampler = WeightedRandomSampler(weights.tolist(), len(ds), replacement=True, generator=generator)
             return DataLoader(ds, self.batch_size, sampler=sampler, **self.loader_args(ds))
@@ -311,11 +363,16 @@ class SERDataModule(L.LightningDataModule):
         if not self.by_speaker:
             return None
         cache = self.datasets["train"].cache
-        speakers = {c.speaker for c, s in zip(self.clips, self.assignment) if s == "train"}
+        speakers = {c.speaker for c, s in zip(self.clips, self.assignment) if s == "train" and c.speaker_known}
         total = sum(cache.speaker_moments[name] for name in sorted(speakers))
         return self.normalizer.statistics(total), float(total[0].max())
 
     # -- records ---------------------------------------------------------------------------
+    def test_group(self) -> str | None:
+        """The session of the test clips where one session is tested (IEMOCAP's folds)."""
+        sessions = {c.session for c, s in zip(self.clips, self.assignment) if s == "test"}
+        return sessions.pop() if len(sessions) == 1 else None
+
     def split_counts(self) -> dict[str, int]:
         return {f"n_{name}": len(self.datasets[name]) for name in SPLITS}
 
@@ -324,7 +381,7 @@ class SERDataModule(L.LightningDataModule):
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(["path", "speaker", "emotion", "split"])
             for clip, split in zip(self.clips, self.assignment):
-                writer.writerow([clip.path, clip.speaker, clip.emotion, split])
+                writer.writerow([clip.path, clip.speaker, clip.emotion or "", split])
 
 
 def _warn_skipped(what: str, skipped: list[tuple[str, str]]) -> None:

@@ -12,7 +12,13 @@ EMOTIONS = (
     "surprise",
     "calm",
     "boredom",
+    "contempt",  # MSP-Podcast (C)
+    "frustration",  # IEMOCAP (fru)
+    "excitement",  # IEMOCAP (exc), when it is not merged into happiness
 )
+# Emotion attributes (dimensions), in this order wherever they travel together, each mapped
+# from its corpus's scale (IEMOCAP 1-5, MSP-Podcast 1-7) to [0, 1].
+ATTRIBUTES = ("arousal", "valence", "dominance")
 
 
 def check_emotions(names) -> list[str]:

@@ -17,7 +17,7 @@ from ser.errors import ConfigError, not_one_of
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
-METHODS = ("speaker", "random", "kfold", "file")  # data.split
+METHODS = ("speaker", "random", "kfold", "file", "protocol")  # data.split ("protocol": the corpus's published one)
 MIN_VAL_SPEAKERS = 3
 UNUSED = "unused"  # a clip a split file does not list: in no split
 
@@ -39,7 +39,8 @@ def assign_splits(speakers: list[str], emotions: list[str], method: str, *, val_
 
 
 def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[str]:
-    """Disjoint speaker sets, each seeing every emotion, val at least three speakers where
+    """Disjoint speaker sets, each seeing every emotion (a clip without a category, None, is
+    kept for its attributes and needs no covering), val at least three speakers where
     training keeps half of them. With fewer than three speakers (TESS)
     one speaker is held out for test and val is drawn from the other's utterances."""
     unique = sorted(set(speakers))
@@ -60,7 +61,7 @@ def by_speaker(speakers, emotions, val_fraction, test_fraction, seed) -> list[st
         order = [unique[i] for i in rng.permutation(len(unique))]
         groups = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
                   "train": order[n_test + n_val:]}
-        if all(_covers(seen, group, set(emotions)) for group in groups.values()):
+        if all(_covers(seen, group, set(emotions) - {None}) for group in groups.values()):
             split_of = {s: name for name, group in groups.items() for s in group}
             return [split_of[s] for s in speakers]
     raise ConfigError("no speaker split found in which train, val and test each contain every emotion; "
@@ -72,7 +73,7 @@ def by_utterance(emotions, val_fraction, test_fraction, seed) -> list[str]:
     Speakers leak between splits, so scores are speaker-dependent."""
     rng = np.random.default_rng(seed)
     out = [""] * len(emotions)
-    for indices in _indices_by(emotions).values():
+    for indices in _indices_by([e or '' for e in emotions]).values():
         indices = [indices[i] for i in rng.permutation(len(indices))]
         n_test = round(test_fraction * len(indices))
         n_val = round(val_fraction * len(indices))
@@ -98,8 +99,46 @@ def by_speaker_fold(speakers, emotions, fold, num_folds, seed) -> list[str]:
     seen = _emotions_by_speaker(speakers, emotions)
     for name in SPLITS:
         group = {s for s, split in zip(speakers, out) if split == name}
-        if not _covers(seen, group, set(emotions)):
+        if not _covers(seen, group, set(emotions) - {None}):
             log.warning("fold %d: the %s speakers do not cover every emotion", fold, name)
+    return out
+
+
+def leave_one_session_out(sessions: list[str], speakers: list[str], emotions: list[str | None], fold: int,
+                          val_fraction: float, seed: int) -> list[str]:
+    """Session ``fold`` (in sorted order) is test, as IEMOCAP's leave-one-session-out protocol
+    tests each session once. Validation: ``max(1, round(val_fraction * n))`` of the ``n``
+    training-session speakers, drawn with ``seed`` among those draws whose validation speakers
+    cover every emotion the training sessions have (a checkpoint chosen on unseen speakers,
+    as the test is); the rest train."""
+    unique = sorted(set(sessions))
+    if not 0 <= fold < len(unique):
+        raise ConfigError(f"data.fold={fold} is not valid: the corpus has {len(unique)} sessions "
+                          f"({', '.join(unique)}); use 0 to {len(unique) - 1}.")
+    test = unique[fold]
+    training = sorted({s for s, session in zip(speakers, sessions) if session != test})
+    n_val = max(1, round(val_fraction * len(training)))
+    if n_val >= len(training):
+        raise ConfigError(f"the {len(training)} training-session speakers cannot spare {n_val} for validation")
+    seen = _emotions_by_speaker(speakers, emotions)
+    required = set().union(*(seen[s] for s in training)) - {None}
+    rng = np.random.default_rng(seed)
+    for attempt in range(200):
+        val = {training[i] for i in rng.permutation(len(training))[:n_val]}
+        if _covers(seen, val, required) or attempt == 199:
+            break
+    return ["test" if session == test else "val" if speaker in val else "train"
+            for speaker, session in zip(speakers, sessions)]
+
+
+def by_partition(partitions: list[str | None], names: dict[str, str]) -> list[str]:
+    """A corpus's official partitions as the split (``names``: partition -> train/val/test);
+    clips of any other partition are in no split."""
+    out = [names.get(p, UNUSED) for p in partitions]
+    missing = [split for split in SPLITS if split not in out]
+    if missing:
+        raise ConfigError(f"the corpus's partitions {sorted(set(filter(None, partitions)))} give no {missing[0]} "
+                          f"clips (it takes {', '.join(k for k, v in names.items() if v == missing[0])})")
     return out
 
 
@@ -186,7 +225,7 @@ def _hold_out_one_speaker(speakers, emotions, unique, val_fraction, seed) -> lis
     test_speaker = unique[int(rng.integers(len(unique)))]
     out = ["test" if s == test_speaker else "train" for s in speakers]
     train_idx = [i for i, s in enumerate(speakers) if s != test_speaker]
-    by_emotion = _indices_by([emotions[i] for i in train_idx])
+    by_emotion = _indices_by([emotions[i] or '' for i in train_idx])
     for local in by_emotion.values():
         chosen = rng.permutation(len(local))[: max(1, round(val_fraction * len(local)))]
         for j in chosen:

@@ -30,14 +30,14 @@ import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from rich.progress import track
 
 from ser.data.audio import write_wav
-from ser.data.corpora import CremaD
+from ser.data.corpora import CremaD, to_unit
 from ser.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,13 @@ VOWELS = np.array([[730, 1090, 2440], [530, 1840, 2480], [270, 2290, 3010],
                    [570, 840, 2410], [300, 870, 2240], [660, 1720, 2410]], dtype=np.float64)
 BANDWIDTHS = np.array([90.0, 110.0, 170.0])
 
+# Emotion attributes of each emotion acted fully, on IEMOCAP's 1-5 scale (arousal, valence,
+# dominance): the circumplex positions of the categories (Russell, 1980; Russell & Mehrabian,
+# 1977, "Evidence for a three-factor theory of emotions"), neutral at the centre. A clip's
+# ratings move from neutral towards these as far as its prosody departs from neutral.
+ATTRIBUTE_SCALE = (1.0, 5.0)
+ATTRIBUTE_PROTOTYPES = {"NEU": (3.0, 3.0, 3.0), "ANG": (4.6, 1.6, 4.2), "HAP": (4.0, 4.6, 3.6),
+                        "SAD": (1.7, 1.5, 1.9), "FEA": (4.3, 1.7, 1.7), "DIS": (3.2, 1.8, 3.5)}
 # CREMA-D's intensity levels: how far the prosody moves from neutral (XX = unspecified).
 INTENSITY = {"XX": 1.0, "LO": 0.5, "MD": 0.8, "HI": 1.2}
 INTENSITY_SENTENCE = "IEO"  # the one sentence CREMA-D records at every level
@@ -242,6 +249,7 @@ class Synthetic(CremaD):
     name = "synthetic"
     homepage = "the built-in generator (nothing to download)"
     generated = True  # prepare() writes it: nothing to find before then
+    attribute_scale = ATTRIBUTE_SCALE
 
     def __init__(self, num_speakers: int = 16, num_sentences: int = 10, seed: int = 0,
                  sample_rate: int = 16000, variability: float = 1.0, syllables=(5, 9),
@@ -289,6 +297,20 @@ class Synthetic(CremaD):
             for _ in track(done, total=len(jobs), description="Synthesising the built-in corpus", transient=True):
                 pass
         return len(jobs)
+
+    def scan(self, root):
+        """CREMA-D's parse, and each clip's attributes from its emotion and how strongly it was
+        acted: its level times its speaker's expressiveness, the departure from neutral that the
+        generator applied to its prosody (:func:`attributes_of`)."""
+        clips, skipped = super().scan(root)
+        return [replace(c, attributes=self.attributes_of(Path(c.path))) for c in clips], skipped
+
+    def attributes_of(self, path: Path) -> tuple[float, float, float]:
+        speaker, _sentence, emotion, level = path.stem.split("_")
+        depart = INTENSITY[level] * make_voice(int(speaker) - 1001, self.spec.seed).expressiveness
+        neutral, full = np.array(ATTRIBUTE_PROTOTYPES["NEU"]), np.array(ATTRIBUTE_PROTOTYPES[emotion])
+        ratings = np.clip(neutral + depart * (full - neutral), *ATTRIBUTE_SCALE)
+        return to_unit(ratings, ATTRIBUTE_SCALE)
 
     def utterances(self) -> list[tuple[int, str, str, str]]:
         """(speaker, emotion, sentence, level) of every clip, in CREMA-D's design."""
