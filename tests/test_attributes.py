@@ -115,3 +115,34 @@ def test_an_attribute_run_reports_intervals_plots_predicts_and_reports(train_cli
     assert report.returncode == 0, report.stderr
     text = (run / "report.md").read_text()
     assert "Attributes: predicted against true" in text and "ccc" in text
+
+
+def test_a_folder_manifest_may_carry_attributes_and_leave_the_emotion_empty(tmp_path):
+    from ser.data.corpora import Folder
+
+    from corpora_fixtures import speech, write
+
+    for name in ("a.wav", "b.wav", "c.wav"):
+        write(tmp_path / name, speech(1, "anger", 0, 16000), 16000)
+    (tmp_path / "manifest.csv").write_text("path,emotion,speaker,arousal,valence,dominance\n"
+                                          "a.wav,angry,s1,5,1,4\n"  # a category and ratings
+                                          "b.wav,,s1,3,3,3\n"  # ratings alone
+                                          "c.wav,,s2,,,\n")  # neither: skipped, said why
+    clips, skipped = Folder(manifest=str(tmp_path / "manifest.csv"), attribute_scale=(1, 5)).scan(tmp_path)
+    assert [(c.emotion, c.attributes) for c in clips] == [("anger", (1.0, 0.0, 0.75)), (None, (0.5, 0.5, 0.5))]
+    assert skipped == [(str((tmp_path / "c.wav").resolve()), "neither an emotion nor arousal, valence and dominance")]
+
+
+def test_a_corpus_with_nothing_the_task_can_learn_from_is_one_paragraph(train_cli, tmp_path):
+    import subprocess
+    import sys
+
+    from corpora_fixtures import iemocap
+
+    root = iemocap(tmp_path / "IEMOCAP_full_release")
+    proc = subprocess.run([sys.executable, "train.py", "data=iemocap", f"data.root={root}", "data.emotions=[fear,surprise]",
+                           f"data.cache_dir={tmp_path / 'cache'}", "logger=csv"], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "has a category of data.emotions=['fear', 'surprise']" in proc.stderr
+    assert not (tmp_path / "cache" / "waveforms").exists()  # nothing decoded

@@ -26,8 +26,9 @@ def test_the_cross_corpus_grid_of_a_multirun_fills_every_cell(cache_dir, tmp_pat
     crema_d(data / "CREMA-D")
     emodb(data / "EmoDB")
     sweep = tmp_path / "sweep"
+    # Two test speakers per corpus: one alone has no interval (nothing to resample).
     multirun(["data=cremad,emodb", "test_on=[cremad,emodb]", f"paths.data_dir={data}", "debug=limit",
-              "logger=csv", "trainer.limit_test_batches=1.0"], sweep)
+              "logger=csv", "trainer.limit_test_batches=1.0", "data.test_fraction=0.4"], sweep)
 
     grid = json.loads((sweep / "cross_corpus.json").read_text())["egemaps_mlp"]  # the default model
     assert grid["train"] == ["cremad", "emodb"] and grid["test"] == ["cremad", "emodb"]

@@ -51,7 +51,9 @@ def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(com
     from ser.predict import predict
 
     torch.manual_seed(0)
-    module = instantiate(compose_cfg(["model=cnn_gru"]).model).eval()
+    # Per utterance: each clip is its own (per speaker, the files of a call are one speaker's:
+    # tests/test_normalization.py).
+    module = instantiate(compose_cfg(["model=cnn_gru", "features.normalize=utterance"]).model).eval()
     files = []
     for i, seconds in enumerate([2.0, 0.5, 1.5, 0.8, 2.4, 1.0, 0.3]):  # 7 clips: 2 chunks of 2x2
         files.append(tmp_path / f"{i}.wav")
@@ -150,7 +152,7 @@ def test_predict_scores_a_long_file_in_windows_and_as_a_whole(compose_cfg, tmp_p
     assert windows(21, 10, 3) == [(0, 10), (10, 21)]  # a tail too short to analyse joins its window
     assert windows(4, 10, 3) == [(0, 4)]
     torch.manual_seed(0)
-    module = instantiate(compose_cfg(["model=cnn_gru"]).model).eval()
+    module = instantiate(compose_cfg(["model=cnn_gru", "features.normalize=utterance"]).model).eval()
     path = tmp_path / "long.wav"
     sf.write(path, np.random.default_rng(0).normal(0, 0.1, 25 * 16000), 16000)
     (row,) = predict(module, [path], batch_size=2, window_seconds=10)

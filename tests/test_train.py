@@ -281,7 +281,8 @@ def test_balanced_class_weights_and_sampling_follow_the_training_split(compose_c
 
     from hydra.utils import instantiate
 
-    cfg = compose_cfg([*SMALL, "data.emotions=[anger,sadness,neutral]", "data.balanced_sampling=true"])
+    cfg = compose_cfg([*SMALL, "data.emotions=[anger,sadness,neutral]", "data.balanced_sampling=true",
+                       "model.class_weights=balanced"])
     module = instantiate(cfg.model)
     dm = instantiate(cfg.data, emotions=module.classes, frontend=module.frontend)
     dm.prepare_data()
@@ -293,8 +294,8 @@ def test_balanced_class_weights_and_sampling_follow_the_training_split(compose_c
     train.paths, train.labels = [train.paths[i] for i in kept], [train.labels[i] for i in kept]
     counts = dm.class_counts("train")
     assert counts[2] < counts[0] / 2
-    module.weigh_classes(counts)
-    weights = module.class_weight
+    module.task.weigh_classes(counts)
+    weights = module.task.class_weight
     assert weights[2] > weights[0] and torch.isclose((weights * torch.tensor(counts)).sum(), torch.tensor(float(sum(counts))))
     drawn = Counter(label for batch in [dm.train_dataloader()] * 20 for b in batch for label in b[2].tolist())
     assert max(drawn.values()) < 1.3 * min(drawn.values())  # equal draws, though class 2 has a third as many

@@ -156,11 +156,27 @@ class SERDataModule(L.LightningDataModule):
     def prepare_data(self):
         """Runs once per machine: generate (synthetic) data and build the caches."""
         self.corpus.prepare(self.root)
+        self._skip_costly_stage_in_a_quick_run()
         self._open_caches(self._scan())
+
+    def _skip_costly_stage_in_a_quick_run(self) -> None:
+        """A run that touches a few batches only (fast_dev_run, limit_*_batches < all) does not
+        compute a costly frozen stage (a pretrained encoder) over the whole corpus first: the
+        model computes it per batch for the clips it touches, the same states (every front end
+        is padding-invariant), and the full cache is left for a full run to build."""
+        stage, trainer = self.frozen_stage, self.trainer
+        if stage is None or not getattr(stage, "costly", False) or self.by_speaker or trainer is None:
+            return
+        limits = (trainer.limit_train_batches, trainer.limit_val_batches, trainer.limit_test_batches)
+        if trainer.fast_dev_run or any(isinstance(n, int) or n < 1.0 for n in limits):
+            log.info("A quick run (fast_dev_run or limit_*_batches): %s computed per batch for the clips it "
+                     "touches, not cached for the whole corpus first", stage.description)
+            self.frozen_stage = None
 
     def setup(self, stage: str | None = None):
         if self.datasets:
             return
+        self._skip_costly_stage_in_a_quick_run()
         clips = self._scan()
         waveforms, cache = self._open_caches(clips)
         self.clips = self._usable(clips, waveforms)
@@ -285,8 +301,12 @@ class SERDataModule(L.LightningDataModule):
 
     def _class_indices(self, name: str) -> np.ndarray:
         """The class of each clip of a split (in dataset order) that has one of ``classes``."""
-        members = [c for c, s in zip(self.clips, self.assignment) if s == name]
-        return np.asarray([i for c in members if (i := self._class_index(c)) is not None], dtype=np.int64)
+        return np.asarray([i for c in self._members(name) if (i := self._class_index(c)) is not None], dtype=np.int64)
+
+    def _members(self, name: str) -> list[Clip]:
+        """The clips a split's dataset serves, in its order."""
+        clip_of = {c.path: c for c in self.clips}
+        return [clip_of[path] for path in self.datasets[name].paths]
 
     def train_dataloader(self):
         ds = self.datasets["train"]
@@ -294,7 +314,7 @@ class SERDataModule(L.LightningDataModule):
             # Each class drawn equally often (with replacement): an imbalanced corpus's rare
             # emotions are seen as much as its common ones. No length buckets then.
             counts = np.asarray(self.class_counts("train"), dtype=np.float64).clip(min=1)
-            members = [c for c, s in zip(self.clips, self.assignment) if s == "train"]
+            members = self._members("train")
             # A clip without a category (kept for its attributes) is drawn as often as the commonest class's.
             weights = np.asarray([1.0 / counts[i] if (i := self._class_index(c)) is not None else 1.0 / counts.max()
                                   for c in members])
@@ -320,9 +340,8 @@ class SERDataModule(L.LightningDataModule):
 
     def eval_clips(self, name: str) -> list[Clip]:
         """The clips of a split, in the order its evaluation loader visits them."""
-        clip_of = {c.path: c for c in self.clips}
-        paths = self.datasets[name].paths
-        return [clip_of[paths[i]] for i in self.eval_order(name)]
+        members = self._members(name)
+        return [members[i] for i in self.eval_order(name)]
 
     def _eval_loader(self, name):
         ds = self.datasets[name]

@@ -229,6 +229,8 @@ class EncoderStage:
     """A frozen encoder as the data side's frozen stage (``ser.data.cache.FrozenStage``):
     its states per clip, computed once in batches of similar length (bf16 on a CUDA GPU)."""
 
+    costly = True  # a quick run computes it per batch instead of over the whole corpus first
+
     def __init__(self, frontend: EncoderFrontend):
         self.frontend = frontend
         self.width = frontend.num_states * frontend.num_features
