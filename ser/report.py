@@ -51,14 +51,14 @@ def run_rows(runs: list[dict]) -> list[list[str]]:
     def attributes(run):
         return " / ".join(score(run, f"test/ccc_{name}") for name in ATTRIBUTES) if "test/ccc" in run else "—"
 
-    return [[run["folder"], run["model"], run["data"], run.get("task", "categorical"),
-             f"{run['split']} ({run['protocol']})", str(run.get("seed")),
+    return [[run["folder"], run["model"], run["data"], f"{run['split']} ({run['protocol']})",
+             run.get("task", "categorical"), str(run.get("seed")),
              f"{results_file.headline(run)[5:]} {with_interval(run[results_file.headline(run)], run.get(results_file.headline(run) + '_ci95'))}",
              score(run, "test/war"), score(run, "test/macro_f1"), attributes(run),
              str(run.get("epochs", "—")), seconds(run)] for run in runs]
 
 
-RUN_COLUMNS = ["run", "model", "corpus", "task", "split (protocol)", "seed", "headline [95% CI]", "WAR", "macro F1",
+RUN_COLUMNS = ["run", "model", "corpus", "split (protocol)", "task", "seed", "headline [95% CI]", "WAR", "macro F1",
                "CCC arousal / valence / dominance", "epochs", "wall time"]
 
 
@@ -70,9 +70,9 @@ def seed_groups(runs: list[dict]) -> list[list[str]]:
     rows = []
     for (model, data, split, _task), members in groups.items():
         seeds = ", ".join(str(m.get("seed")) for m in members)
-        keys = results_file.metrics_of(members[0])
-        rows.append([model, data, split, str(len(members)), seeds,
-                     "; ".join(f"{key[5:]} {spread([m[key] for m in members])}" for key in keys)])
+        headline, *others = results_file.metrics_of(members[0])
+        rows.append([model, data, split, str(len(members)), seeds, spread([m[headline] for m in members]),
+                     "; ".join(f"{key[5:]} {spread([m[key] for m in members])}" for key in others)])
     return rows
 
 
@@ -80,7 +80,7 @@ def spread(values: list[float]) -> str:
     return "{:.3f} ± {:.3f}".format(*mean_std(values))
 
 
-GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "test scores (mean ± std)"]
+GROUP_COLUMNS = ["model", "corpus", "split", "runs", "seeds", "headline (mean ± std)", "other test scores"]
 
 
 def paired_rows(runs: list[dict]) -> list[list[str]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
+from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix
 
 from ser.data.emotions import ATTRIBUTES
@@ -97,9 +98,9 @@ class CategoricalTask(nn.Module):
     def target(self, class_index: int | None, attributes=None) -> int:
         return class_index
 
-    def metrics(self, split: str) -> dict:
-        """The metric objects of ``split`` (train, val or test), by their logged names."""
-        return dict(getattr(self, f"{split}_metrics").items())
+    def metrics(self, split: str) -> MetricCollection:
+        """The metrics of ``split`` (train, val or test), logged as ``<split>/<name>``."""
+        return getattr(self, f"{split}_metrics")
 
     def headline_metric(self, split: str):
         return getattr(self, f"{split}_metrics")[self.headline]
@@ -326,8 +327,10 @@ class BothTask(nn.Module):
     def target(self, class_index: int | None, attributes) -> list[float]:
         return [float(IGNORE if class_index is None else class_index), *attributes]
 
-    def metrics(self, split: str) -> dict:
-        return {**self.categorical.metrics(split), **self.attributes.metrics(split)}
+    def metrics(self, split: str) -> MetricCollection:
+        # One collection over both tasks' metrics, which stay registered (and saved) as theirs.
+        both = [*self.categorical.metrics(split).items(), *self.attributes.metrics(split).items()]
+        return MetricCollection(dict(both), compute_groups=False)
 
     def headline_metric(self, split: str):
         return self.categorical.headline_metric(split)

@@ -63,3 +63,14 @@ def test_the_default_recipe_normalises_functionals_per_speaker_and_ser_predict_d
     assert confusion == results["per_speaker_confusion"][speaker]
     alone = predict_cli("--ckpt", tmp_path / "checkpoints" / "last.ckpt", clips[0]["path"])
     assert alone.returncode == 0 and "pooled statistics" in alone.stderr and len(alone.stdout.splitlines()) == 1
+
+
+def test_functionals_on_every_core_are_the_ones_of_one_thread():
+    """openSMILE runs a clip per thread, each with its own instance: the same numbers, in order."""
+    from ser.frontends.functionals import EgemapsFrontend
+
+    waves = torch.randn(6, 20000) * 0.1
+    lengths = torch.tensor([20000, 16000, 9000, 20000, 12000, 5000])
+    one, _ = EgemapsFrontend(threads=1)(waves, lengths)
+    many, _ = EgemapsFrontend(threads=3)(waves, lengths)
+    assert torch.equal(one, many)
