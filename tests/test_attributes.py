@@ -81,12 +81,18 @@ def test_the_task_config_sets_what_callbacks_and_searches_watch(compose_cfg):
 
 
 @pytest.mark.slow
-def test_an_attribute_run_reports_intervals_plots_predicts_and_reports(train_cli, tmp_path):
+def test_an_attribute_run_reports_intervals_plots_predicts_and_reports(train_cli, offline_wandb, tmp_path):
     import subprocess
     import sys
 
+    from wandb_runs import offline_runs
+
     run = tmp_path / "run"
-    train_cli([*SMALL, "task=attributes", "model=cnn_gru", "logger=csv", "trainer.max_epochs=4"], run)
+    train_cli([*SMALL, "task=attributes", "model=cnn_gru", "logger=wandb", "trainer.max_epochs=4"], run)
+    (logged,) = offline_runs(run / "wandb")  # what W&B received, read back from its own files
+    keys = {key for row in logged.history for key in row}
+    assert {"val/ccc", "val/ccc_arousal", "val/ccc_best", "train/ccc"} <= keys
+    assert any(key.startswith("test/attributes_image/") for key in keys)  # the figure, as W&B stores an image
     results = json.loads((run / "results.json").read_text())
     assert results["task"] == "attributes" and results["headline"] == "test/ccc"
     assert results["attributes"] == ["arousal", "valence", "dominance"] and results["scale"] == [1.0, 5.0]
