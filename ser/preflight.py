@@ -32,6 +32,8 @@ def check_config(cfg: DictConfig) -> None:
         check_data_options(**OmegaConf.to_container(data, resolve=True))
         corpus = made("data", lambda d=data: instantiate(d.corpus))
         corpus.check_available(data.get("root"))
+        if data.get("split") == "protocol":
+            corpus.check_protocol(data.get("fold", 0))
     if cfg.get("test_ckpt", "last") not in TEST_CHECKPOINTS:
         raise not_one_of("test_ckpt", cfg.test_ckpt, TEST_CHECKPOINTS)
     if cfg.trainer.get("precision", "32-true") not in PRECISIONS:

@@ -106,6 +106,17 @@ def test_a_labels_file_missing_a_column_is_one_paragraph_before_any_work(msp_roo
     assert "lacks the column(s) EmoDom" in proc.stderr and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(("data", "message"), [("iemocap", "data.fold=5 is not valid: IEMOCAP's"),
+                                               ("cremad", "data.split=protocol: CREMA-D has no published protocol")])
+def test_a_protocol_fold_that_cannot_be_is_one_paragraph_before_any_work(iemocap_root, tmp_path, data, message):
+    root = iemocap_root if data == "iemocap" else tmp_path
+    proc = subprocess.run([sys.executable, "train.py", f"data={data}", f"data.root={root}", "data.split=protocol",
+                           "data.fold=5", f"data.cache_dir={tmp_path / 'cache'}"], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and message in proc.stderr, proc.stderr[-2000:]
+    assert not (tmp_path / "cache").exists()
+
+
 def test_iemocap_folds_run_as_one_multirun_and_end_with_the_fold_table(iemocap_root, cache_dir, tmp_path):
     sweep = tmp_path / "sweep"
     proc = subprocess.run([sys.executable, "train.py", "-m", "data=iemocap", f"data.root={iemocap_root}",

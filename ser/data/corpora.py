@@ -59,6 +59,11 @@ class Corpus:
     generated = False  # True: prepare() makes it, so there is nothing to find beforehand
     attribute_scale: tuple[float, float] | None = None  # the scale its attribute ratings use, if any
 
+    def check_protocol(self, fold: int) -> None:
+        """What ``data.split=protocol`` with ``data.fold`` can be checked for before the corpus
+        is read (train.py's pre-flight): that the corpus has a protocol, and such a fold."""
+        self.protocol_split([], fold=fold, val_fraction=0.1, seed=0)
+
     def protocol_split(self, clips: list[Clip], *, fold: int, val_fraction: float, seed: int) -> list[str]:
         """``data.split=protocol``: the corpus's published evaluation protocol."""
         raise ConfigError(f"data.split=protocol: {self.name} has no published protocol of its own here; "
@@ -375,6 +380,11 @@ class Iemocap(Corpus):
         return Clip(str(path), f"Ses{int(session[len('Session'):]):02d}{letter}", emotion,
                     (arousal, valence, dominance), session)
 
+    def check_protocol(self, fold: int) -> None:
+        if not (isinstance(fold, int) and 0 <= fold < 5):
+            raise ConfigError(f"data.fold={fold!r} is not valid: IEMOCAP's leave-one-session-out protocol has 5 "
+                              "folds, 0 to 4 (fold k tests Session k+1).")
+
     def protocol_split(self, clips, *, fold, val_fraction, seed):
         return leave_one_session_out([c.session for c in clips], [c.speaker for c in clips],
                                      [c.emotion for c in clips], fold, val_fraction, seed)
@@ -457,6 +467,9 @@ class MspPodcast(Corpus):
         known = speaker not in ("", "Unknown")
         return Clip(str(path), speaker if known else f"Unknown/{path.stem}", self.labels[code], attributes,
                     partition, known)
+
+    def check_protocol(self, fold: int) -> None:
+        """The partitions are the protocol: nothing to check of data.fold."""
 
     def protocol_split(self, clips, *, fold, val_fraction, seed):
         return by_partition([c.session for c in clips], {"Train": "train", "Development": "val", self.test_set: "test"})
