@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
 
 from ser.errors import ConfigError, not_one_of
 from ser.ops import frames_after, real_frames
@@ -97,6 +98,48 @@ def classifier(in_dim: int, hidden: int, num_classes: int, dropout: float = 0.0)
     """The seeds' small head: Linear -> ReLU -> Dropout -> Linear."""
     return nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout),
                          nn.Linear(hidden, num_classes))
+
+
+def final_states(rnn: nn.RNNBase, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The top layer's final state of each direction at each clip's true end, ``[B, dirs * H]``,
+    for ``seq[B, T, D]`` (batch first) with ``lengths[B]`` real frames.
+
+    Packing gives them; a packed sequence is data-dependent and cannot be exported
+    (``ser-export``), so an export takes the same states from unpacked passes: the forward
+    direction's output at frame ``length - 1`` of the right-padded clip, which has read only real
+    frames, and the backward direction's at the first real frame of the clip padded on the
+    left, which has read only real frames too. Exact for a unidirectional stack of any depth and
+    a bidirectional single layer (tested equal to the packed states).
+    """
+    if torch.compiler.is_exporting():
+        return _final_states_unpacked(rnn, seq, lengths)
+    packed = pack_padded_sequence(seq, lengths.cpu(), batch_first=True, enforce_sorted=False)
+    _, hidden = rnn(packed)
+    hidden = hidden[0] if isinstance(hidden, tuple) else hidden  # an LSTM's (h, c)
+    directions = 2 if rnn.bidirectional else 1
+    return torch.cat(list(hidden[-directions:]), dim=-1)
+
+
+def _final_states_unpacked(rnn: nn.RNNBase, seq: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    if rnn.bidirectional and rnn.num_layers > 1:
+        raise NotImplementedError("a bidirectional recurrent stack of several layers mixes each direction's "
+                                  "padding into the next layer; only packing keeps it out, and packing "
+                                  "cannot be exported")
+    hidden = rnn.hidden_size
+    steps = torch.arange(seq.shape[1], device=seq.device)
+    last = (lengths - 1).clamp(min=0)
+    out, _ = rnn(seq)
+    forward = out.gather(1, last[:, None, None].expand(-1, 1, out.shape[-1]))[:, 0, :hidden]
+    if not rnn.bidirectional:
+        return forward
+    # Left-padded: frame t of the result is frame t - (T - length) of the clip.
+    shift = seq.shape[1] - lengths
+    source = (steps[None, :] - shift[:, None]).clamp(min=0)
+    left = seq.gather(1, source[..., None].expand(-1, -1, seq.shape[-1]))
+    left = left * (steps[None, :] >= shift[:, None])[..., None].to(seq.dtype)
+    out_left, _ = rnn(left)
+    backward = out_left.gather(1, shift[:, None, None].expand(-1, 1, out_left.shape[-1]))[:, 0, hidden:]
+    return torch.cat([forward, backward], dim=-1)
 
 
 def frames_first(x: torch.Tensor) -> torch.Tensor:

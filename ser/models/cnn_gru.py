@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
 
-from ser.models.blocks import ConvStack, classifier, frames_first
+from ser.models.blocks import ConvStack, classifier, final_states, frames_first
 
 
 class CNNGRU(nn.Module):
@@ -27,7 +26,4 @@ class CNNGRU(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x, lengths = self.cnn(feats.unsqueeze(1), lengths)
-        packed = pack_padded_sequence(frames_first(x), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, hidden = self.gru(packed)  # [layers*2, B, H]
-        return self.head(torch.cat([hidden[-2], hidden[-1]], dim=-1))
+        return self.head(final_states(self.gru, frames_first(x), lengths))

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+
+from ser.models.blocks import final_states
 
 
 class LSTMClassifier(nn.Module):
@@ -28,7 +29,4 @@ class LSTMClassifier(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         feats = self.input_norm(feats)
-        packed = pack_padded_sequence(feats.transpose(1, 2), lengths.cpu(), batch_first=True,
-                                      enforce_sorted=False)
-        _, (hidden, _) = self.lstm(packed)
-        return self.head(hidden[-1])
+        return self.head(final_states(self.lstm, feats.transpose(1, 2), lengths))
