@@ -119,9 +119,11 @@ class SERModule(L.LightningModule):
     def sample_rate(self) -> int:
         return self.frontend.sample_rate
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """waveforms[B, T] (or cached log-mel[B, n_mels, frames]), lengths[B] -> logits[B, num_classes]"""
-        feats, frames = self.frontend(inputs, lengths)
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor,
+                statistics: SpeakerStatistics | None = None) -> torch.Tensor:
+        """waveforms[B, T] (or cached log-mel[B, n_mels, frames]), lengths[B] -> logits[B, num_classes].
+        ``statistics``: the speaker's, for a model normalising per speaker (the front end's forward)."""
+        feats, frames = self.frontend(inputs, lengths, statistics=statistics)
         logits = self.net(feats, frames)
         index = getattr(self, "class_index", None)
         return logits if index is None else logits.index_select(1, index)

@@ -34,6 +34,7 @@ from ser.metrics import (
     scores,
     speaker_bootstrap,
 )
+from ser.readout import Readout
 
 TASKS = ("categorical", "attributes", "both")  # task.name
 CLASS_WEIGHTS = (None, "balanced")  # model.class_weights
@@ -128,10 +129,9 @@ class CategoricalTask(nn.Module):
         """What ser-predict reports of each clip's outputs (probabilities; averaged over windows)."""
         return outputs.softmax(-1)
 
-    def describe(self, readout: torch.Tensor) -> dict:
-        """One clip's (or window's) readout as ser-predict prints it."""
-        return {"emotion": self.classes[int(readout.argmax())],
-                "probs": {c: round(float(v), 6) for c, v in zip(self.classes, readout)}}
+    def reading(self) -> Readout:
+        """What the values of a readout are (ser-predict describes them with it)."""
+        return Readout(self.name, tuple(self.classes))
 
     # -- the test -------------------------------------------------------------------------------
     def start_test(self) -> None:
@@ -249,15 +249,8 @@ class AttributesTask(nn.Module):
     def readout(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.float()
 
-    def describe(self, readout: torch.Tensor) -> dict:
-        """Each attribute on [0, 1] and, where the training corpus's scale is known, on it."""
-        unit = {name: round(float(v), 4) for name, v in zip(ATTRIBUTES, readout)}
-        if not self.scale:
-            return {"attributes": unit}
-        low, high = self.scale
-        return {"attributes": unit, "attributes_on_scale": {name: round(low + v * (high - low), 3)
-                                                            for name, v in unit.items()},
-                "scale": [low, high]}
+    def reading(self) -> Readout:
+        return Readout(self.name, attributes=tuple(ATTRIBUTES), scale=self.scale)
 
     def record(self, outputs: torch.Tensor, targets: torch.Tensor) -> None:
         self._test_records.append((outputs.detach().float(), targets.float()))
@@ -354,9 +347,8 @@ class BothTask(nn.Module):
         logits, values = self._parts(outputs)
         return torch.cat([self.categorical.readout(logits), self.attributes.readout(values)], -1)
 
-    def describe(self, readout):
-        probs, values = self._parts(readout[None])
-        return {**self.categorical.describe(probs[0]), **self.attributes.describe(values[0])}
+    def reading(self):
+        return Readout(self.name, tuple(self.classes), tuple(ATTRIBUTES), self.attributes.scale)
 
     def start_test(self):
         self.categorical.start_test()

@@ -34,17 +34,24 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
         raise BadAudio("no samples")
     if not np.isfinite(samples).all():
         raise BadAudio("non-finite samples (NaN or infinity)")
-    mono = samples.mean(axis=1, dtype=np.float64)
-    # A DC offset (a recorder's bias) is energy at 0 Hz that carries no emotion but lands in
-    # the lowest mel band and shifts every frame's level; speech itself has zero mean.
-    mono -= mono.mean()
-    if (peak := np.abs(mono).max()) > 1.0:  # float formats can exceed full scale: keep the shape
-        mono /= peak
+    mono = centred(samples.mean(axis=1, dtype=np.float64))
     if native_rate != sample_rate:
         # soxr, not torchaudio: torchaudio builds a polyphase bank of size new/gcd, which for
         # TESS's 24414 Hz (gcd 2 with 16 kHz) takes seconds per clip; soxr takes milliseconds.
         mono = soxr.resample(mono, native_rate, sample_rate, quality="HQ")
     return np.ascontiguousarray(np.clip(mono, -1.0, 1.0), dtype=np.float32)  # (resampling may overshoot)
+
+
+def centred(mono: np.ndarray) -> np.ndarray:
+    """float64 samples without their DC offset, peaks beyond full scale brought back to it (in place).
+
+    A DC offset (a recorder's bias) is energy at 0 Hz that carries no emotion but lands in the
+    lowest mel band and shifts every frame's level; speech itself has zero mean. ser-predict's
+    stream applies this to each window, as if each were a file."""
+    mono -= mono.mean()
+    if (peak := np.abs(mono).max()) > 1.0:  # float formats can exceed full scale: keep the shape
+        mono /= peak
+    return mono
 
 
 def try_load_mono(path: str | Path, sample_rate: int) -> tuple[np.ndarray | None, str | None]:

@@ -9,16 +9,18 @@ normalisation, its :class:`~ser.frontends.normalize.SpeakerNormalizer`.
 * :mod:`ser.frontends.spectral`: log-mel and MFCC (``features=logmel|mfcc``)
 * :mod:`ser.frontends.functionals`: openSMILE's eGeMAPS functionals (``features=egemaps``)
 * :mod:`ser.frontends.encoders`: a pretrained speech encoder (``features=encoder``)
-* :mod:`ser.frontends.normalize`: per-speaker statistics, gathered and applied
+* :mod:`ser.frontends.normalize`: per-speaker statistics, gathered and applied (no torch)
+* :mod:`ser.frontends.pooled`: the training speakers' pooled statistics a front end keeps
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import torch
+if TYPE_CHECKING:  # the package is imported by the exported model's runtime, which has no torch
+    import torch
 
-from ser.frontends.normalize import SpeakerNormalizer
+    from ser.frontends.normalize import SpeakerNormalizer, SpeakerStatistics
 
 
 class Frontend(Protocol):
@@ -36,5 +38,5 @@ class Frontend(Protocol):
 
     def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor: ...
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor,
-                gain_db: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None,
+                statistics: SpeakerStatistics | None = None) -> tuple[torch.Tensor, torch.Tensor]: ...

@@ -137,10 +137,12 @@ class EncoderFrontend(nn.Module):
             self.encoder.eval()  # a frozen encoder keeps dropout and time masking off
         return self
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None,
+                statistics: None = None):
         """Waveforms ``[B, T]`` with sample counts, or (from the data side's cache) states
         ``[B, num_states * hidden, frames]`` with frame counts -> states and frame counts.
-        ``gain_db`` scales waveforms (a clip normalised by ``do_normalize`` ignores it)."""
+        ``gain_db`` scales waveforms (a clip normalised by ``do_normalize`` ignores it); nothing is
+        normalised per speaker, so there are no ``statistics``."""
         if inputs.dim() == 3:
             return inputs, lengths
         if gain_db is not None:

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-import numpy as np
 import torch
 from torch import nn
 
 from ser.errors import not_one_of
-from ser.frontends.normalize import PooledStatistics, SpeakerNormalizer
+from ser.frontends.normalize import SpeakerNormalizer, SpeakerStatistics
+from ser.frontends.pooled import PooledStatistics
+from ser.frontends.smile import Functionals
 
-log = logging.getLogger(__name__)
 FUNCTIONAL_NORMALIZATIONS = ("speaker", "none")  # features.normalize of features=egemaps (one frame per clip)
-# Shared by every front end of a process, never part of one (a module is copied and pickled).
-_THREAD_SMILES = threading.local()
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOL_LOCK = threading.Lock()
 
 
 class EgemapsFrontend(nn.Module):
@@ -39,20 +30,11 @@ class EgemapsFrontend(nn.Module):
         speaker's clips (the SER standard for functionals); "none": the head standardises them
         over the training split only. ``threads``: clips analysed at once (auto: one per core)."""
         super().__init__()
-        import opensmile
-
         if normalize not in FUNCTIONAL_NORMALIZATIONS:
             raise not_one_of("features.normalize", normalize, FUNCTIONAL_NORMALIZATIONS)
         self.sample_rate, self.feature_set, self.normalize = sample_rate, feature_set, normalize
-        if not (threads == "auto" or (isinstance(threads, int) and threads >= 1)):
-            raise not_one_of("features.threads", threads, ["auto", "a count >= 1"])
-        self.threads = len(os.sched_getaffinity(0)) if threads == "auto" else threads
-        try:
-            chosen = opensmile.FeatureSet[feature_set]
-        except KeyError:
-            raise not_one_of("features.feature_set", feature_set, [f.name for f in opensmile.FeatureSet]) from None
-        self.smile = opensmile.Smile(feature_set=chosen, feature_level=opensmile.FeatureLevel.Functionals)
-        self.num_features = len(self.smile.feature_names)
+        self.smile = Functionals(feature_set, sample_rate, threads)
+        self.threads, self.num_features = self.smile.threads, len(self.smile.names)
         self.pooled = PooledStatistics(self.num_features)  # normalize=speaker: a speaker with no other clips at hand
 
     def net_arguments(self) -> dict:
@@ -71,44 +53,23 @@ class EgemapsFrontend(nn.Module):
     def functionals(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """waves[B, T], lengths[B] -> functionals[B, num_features, 1] (computed on the CPU)."""
         clips = [wave[:n].float().cpu().numpy() for wave, n in zip(waves, lengths.tolist())]
-        rows = np.stack(list(self._pool().map(self._one, clips)) if self.threads > 1 and len(clips) > 1
-                        else [self._one(clip) for clip in clips])
-        broken = ~np.isfinite(rows).all(1)
-        if broken.any():  # openSMILE fills what it cannot measure with NaN: never hand that on
-            log.warning("openSMILE could not measure %d of %d clips (too short?): their missing "
-                        "functionals are set to 0", int(broken.sum()), len(rows))
-            rows = np.nan_to_num(rows, nan=0.0, posinf=0.0, neginf=0.0)
-        return torch.from_numpy(rows).float().to(waves.device)[..., None]
+        return torch.from_numpy(self.smile.of(clips)).to(waves.device)[..., None]
 
-    def _one(self, clip: np.ndarray) -> np.ndarray:
-        """One clip's functionals, with this thread's own openSMILE instance (openSMILE runs in C
-        without Python's lock, so threads use every core; an instance is not shared between them)."""
-        smile = getattr(_THREAD_SMILES, self.feature_set, None)
-        if smile is None:
-            import opensmile
-
-            smile = opensmile.Smile(feature_set=opensmile.FeatureSet[self.feature_set],
-                                    feature_level=opensmile.FeatureLevel.Functionals)
-            setattr(_THREAD_SMILES, self.feature_set, smile)
-        return smile.process_signal(clip, self.sample_rate).to_numpy()[0]
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with _POOL_LOCK:
-            pool = _POOLS.get(self.threads)
-            if pool is None:
-                pool = _POOLS[self.threads] = ThreadPoolExecutor(self.threads, thread_name_prefix="opensmile")
-            return pool
-
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None,
+                statistics: SpeakerStatistics | None = None):
         """Waveforms ``[B, T]``, or the cached functionals ``[B, num_features, 1]`` (with
-        normalize=speaker: already standardised by the clip's speaker). Waveforms of a model
-        normalising per speaker are standardised by the pooled training statistics."""
-        if inputs.dim() == 3:
+        normalize=speaker: already standardised by the clip's speaker). A model normalising per
+        speaker standardises a waveform's functionals, or functionals handed over with
+        ``statistics``, by ``statistics`` (the clips' speaker's), else by the pooled training
+        statistics."""
+        cached = inputs.dim() == 3
+        if cached and (self.normalize != "speaker" or statistics is None):
             return inputs, lengths
-        rows = self.functionals(inputs, lengths)
+        rows, frames = (inputs, lengths) if cached else (self.functionals(inputs, lengths), self.frame_lengths(lengths))
         if self.normalize == "speaker":
-            rows = self.speaker_normalizer().apply(rows.transpose(1, 2), self.pooled.statistics()).transpose(1, 2)
-        return rows, self.frame_lengths(lengths)
+            statistics = statistics if statistics is not None else self.pooled.statistics()
+            rows = self.speaker_normalizer().apply(rows.transpose(1, 2), statistics).transpose(1, 2)
+        return rows, frames
 
 
 class EgemapsStage:

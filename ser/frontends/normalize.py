@@ -5,7 +5,8 @@ A front end that normalises per speaker (``features.normalize=speaker``) hands a
 :class:`SpeakerNormalizer` to whoever meets a speaker's clips: the data side's cache (every
 speaker of a corpus), ser-predict (the files of one call, or enrolment clips) and an exported
 model. Each value of a frame (a mel bin, a functional) goes to zero mean and unit variance over
-every frame of that speaker's clips. Statistics travel as *moments* (count, sum, sum of
+every frame of that speaker's clips. The exported model's runtime, which has no torch, gathers statistics with this module too
+(torch is imported only where a tensor is standardised). Statistics travel as *moments* (count, sum, sum of
 squares per value, float64), which add up over clips and speakers: a speaker's statistics are
 the sum over their clips, the pooled training statistics (the fallback for a speaker whose other
 clips are not at hand) the sum over the training speakers.
@@ -17,8 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 
 # Bump when what the statistics or their application mean changes: caches built with an older
 # rule are keyed apart (``ser.data.cache.SpeakerNormalised``).
@@ -71,33 +70,11 @@ class SpeakerNormalizer:
         """``rows[..., width]`` (numpy, or a torch tensor) standardised by ``statistics``,
         in float32 as the caches hold them."""
         if isinstance(rows, np.ndarray):
-            mean, std = (torch.as_tensor(v).cpu().numpy() for v in (statistics.mean, statistics.std))
+            # (a front end's pooled statistics are tensors: brought to the CPU as numpy)
+            mean, std = (np.asarray(v.cpu() if hasattr(v, "cpu") else v) for v in (statistics.mean, statistics.std))
             return ((rows - mean) / std).astype(np.float32)
+        import torch
+
         mean = torch.as_tensor(statistics.mean, dtype=torch.float64, device=rows.device)
         std = torch.as_tensor(statistics.std, dtype=torch.float64, device=rows.device)
         return ((rows.double() - mean) / std).float()
-
-
-class PooledStatistics(nn.Module):
-    """The pooled statistics of the training speakers, kept in the front end (and so in its
-    checkpoint): what a clip whose speaker's other clips are not at hand is standardised by
-    (ser-predict on a lone file, a waveform through the model's forward). Identity until the
-    composition root hands the training split's statistics over (:meth:`remember`)."""
-
-    def __init__(self, width: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(width, dtype=torch.float64))
-        self.register_buffer("std", torch.ones(width, dtype=torch.float64))
-        self.register_buffer("frames", torch.zeros((), dtype=torch.float64))  # 0: never handed over
-
-    def remember(self, statistics: SpeakerStatistics, frames: float) -> None:
-        self.mean.copy_(torch.as_tensor(statistics.mean))
-        self.std.copy_(torch.as_tensor(statistics.std))
-        self.frames.fill_(frames)
-
-    @property
-    def known(self) -> bool:
-        return bool(self.frames > 0)
-
-    def statistics(self) -> SpeakerStatistics:
-        return SpeakerStatistics(self.mean, self.std)  # the buffers themselves: no copy, no sync

@@ -26,7 +26,8 @@ import torchaudio.transforms as T
 from torch import nn
 
 from ser.errors import not_one_of
-from ser.frontends.normalize import PooledStatistics, SpeakerNormalizer
+from ser.frontends.normalize import SpeakerNormalizer, SpeakerStatistics
+from ser.frontends.pooled import PooledStatistics
 from ser.ops import frames_after, masked_moments, real_frames
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,17 @@ class FeatureFrontend(nn.Module):
             return lengths
         return frames_after(lengths, self.n_fft, self.hop_length)
 
-    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None):
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor, gain_db: torch.Tensor | None = None,
+                statistics: SpeakerStatistics | None = None):
         """Features and their frame counts: ``features[B, F, frames], frame_lengths[B]``.
 
         ``inputs`` are waveforms ``[B, T]`` with sample counts, or (spectral kinds) the log-mel
         ``[B, n_mels, frames]`` with frame counts, as the DataModule's feature cache delivers it
-        (with normalize=speaker: already standardised by the clip's speaker). A waveform of a
-        model normalising per speaker is standardised by the pooled training statistics.
-        ``gain_db[B]`` (training augmentation) scales each clip's level.
+        (with normalize=speaker: already standardised by the clip's speaker). A model normalising
+        per speaker standardises a waveform's log-mel, or a log-mel handed over with
+        ``statistics``, by ``statistics`` (the clips' speaker's: ser-predict, an exported model),
+        else by the pooled training statistics. ``gain_db[B]`` (training augmentation) scales
+        each clip's level.
         """
         with torch.autocast(inputs.device.type, enabled=False):  # STFT and log need float32
             inputs = inputs.float()
@@ -100,9 +104,9 @@ class FeatureFrontend(nn.Module):
             cached = inputs.dim() == 3
             mel, frames = (inputs, lengths) if cached else self.log_mel(inputs, lengths)
             by_speaker = self.normalize == "speaker"
-            if by_speaker and not cached:
-                normalizer = self.speaker_normalizer()
-                mel = normalizer.apply(mel.transpose(1, 2), self.pooled.statistics()).transpose(1, 2)
+            if by_speaker and (not cached or statistics is not None):
+                statistics = statistics if statistics is not None else self.pooled.statistics()
+                mel = self.speaker_normalizer().apply(mel.transpose(1, 2), statistics).transpose(1, 2)
             if gain_db is not None and not by_speaker:  # normalised: a dB has no known size there
                 # A gain of g on the waveform adds log(g^2) to its log power, exactly wherever the
                 # mel energy is above the log floor: applied here, it needs no waveform.
