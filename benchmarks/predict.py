@@ -52,9 +52,10 @@ def file_by_file(module, files: list[Path]) -> float:
 
 def streamed(module, files: list[Path], batch_size: int) -> float:
     from ser.predict import predict
+    from ser.runtime import CheckpointModel
 
     start = time.perf_counter()
-    for _ in predict(module, files, batch_size):
+    for _ in predict(CheckpointModel(module), files, batch_size):
         pass
     return time.perf_counter() - start
 

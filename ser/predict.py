@@ -1,6 +1,8 @@
-"""ser-predict: emotion probabilities for audio files from a trained checkpoint.
+"""ser-predict: emotion probabilities for audio files from a trained checkpoint or an exported model.
 
     ser-predict --ckpt logs/train/runs/<run>/checkpoints/last.ckpt clip.wav more/ ...
+    ser-predict --model exported/ clip.wav more/ ...         # ser-export's folder: no torch needed
+    arecord -f S16_LE -r 16000 | ser-predict --model exported/ --stream -
 
 Prints one JSON object per file, in the order given (folders sorted):
 {"path": ..., "emotion": ..., "probs": {emotion: p}, "windows": [{"start": s, "end": s,
@@ -19,26 +21,33 @@ statistics of all of them, with the front end's own normaliser. ``--speaker-stat
 takes the speaker's statistics from other clips of theirs (enrolment) instead. One file of an
 unknown speaker is standardised by the pooled statistics of the training speakers, which the
 checkpoint keeps, with a warning: it is scored, but less well than with its speaker's own.
+
+``--stream -`` reads standard input: raw 16-bit little-endian mono PCM at the model's rate, or a
+WAV stream of 16-bit PCM at that rate (any channel count, mixed to mono), and prints one JSON
+line per window of ``--window`` seconds as soon as it is complete, one every ``--hop`` seconds
+(default: the window). Memory holds one window, whatever the stream's length. A stream is one
+unknown speaker's: a per-speaker model uses ``--speaker-stats`` or the pooled statistics. Each
+window is scored as a file holding just its samples would be (its own DC offset removed).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import struct
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
-import torch
 
-from ser.data.audio import DECODE_THREADS, try_load_mono
+from ser.data.audio import DECODE_THREADS, centred, try_load_mono
 from ser.data.corpora import AUDIO_SUFFIXES
-from ser.data.loading import pad_batch
 from ser.errors import UserError
 from ser.frontends.normalize import SpeakerStatistics
-from ser.module import SERModule
+from ser.runtime import CheckpointModel, ExportedModel, Model
 
 
 def expand(inputs: list[str]) -> list[Path]:
@@ -56,7 +65,7 @@ def expand(inputs: list[str]) -> list[Path]:
 WINDOW_SECONDS = 10.0  # as data.max_seconds: the longest clip a model sees in training
 
 
-def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_batches: int = 16,
+def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches: int = 16,
             window_seconds: float = WINDOW_SECONDS, speaker_files: list[Path] | None = None) -> Iterator[dict]:
     """Probabilities for ``files``, yielded in their order, for each window and the whole file.
 
@@ -66,23 +75,28 @@ def predict(module: SERModule, files: list[Path], batch_size: int = 16, chunk_ba
     models are padding-invariant anyway.
 
     A model normalising per speaker first computes every window's frozen-stage output (log-mel,
-    functionals) and standardises it by the speaker's statistics (those of ``speaker_files``
-    if given, else of all ``files`` as one speaker's, else for a lone file the checkpoint's pooled
-    training statistics); the call then holds those features, not the audio.
+    functionals), which the speaker's statistics are gathered over (those of ``speaker_files``
+    if given, else of all ``files`` as one speaker's, else for a lone file the pooled training
+    statistics); the call then holds all its windows.
     """
-    device = next(module.parameters()).device
-    module.eval()
-    rate, size = module.sample_rate, max(1, int(window_seconds * module.sample_rate))
-    chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, module.frontend.min_samples)
-    if module.frontend.speaker_normalizer() is not None:
-        chunks = [_by_speaker(module, list(chunks), batch_size, speaker_files, size)]
+    rate = model.sample_rate
+    size = max(1, int(window_seconds * rate))
+    chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, model.min_samples)
+    statistics = None
+    if model.per_speaker:
+        chunks = [[entry for chunk in chunks for entry in chunk]]
+        stages = _stage_outputs(model, [piece for _, _, pieces in chunks[0] for piece in pieces], batch_size)
+        statistics = _speaker_statistics(model, chunks[0], stages, batch_size, speaker_files, size)
     for chunk in chunks:
-        readouts = iter(_readouts(module, [piece for _, _, pieces in chunk for piece in pieces], batch_size, device))
+        pieces = [piece for _, _, pieces_of in chunk for piece in pieces_of]
+        if model.reads == "stage":
+            pieces = stages if model.per_speaker else _stage_outputs(model, pieces, batch_size)
+        readouts = iter(_readouts(model, pieces, batch_size, statistics))
         for path, spans_of, _ in chunk:
             scored = [(a, b, next(readouts)) for a, b in spans_of]
             whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
-            yield {"path": str(path), **module.task.describe(whole),
-                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **module.task.describe(p)}
+            yield {"path": str(path), **model.reading.describe(whole),
+                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **model.reading.describe(p)}
                                for a, b, p in scored]}
 
 
@@ -94,59 +108,53 @@ def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shorte
         yield [(path, spans_of, [samples[a:b] for a, b in spans_of]) for (path, samples), spans_of in zip(readable, spans)]
 
 
-def _by_speaker(module: SERModule, chunks: list[list], batch_size: int, speaker_files: list[Path] | None,
-                size: int) -> list:
-    """The windows of ``chunks`` as their frozen-stage output ``[width, frames]``, standardised
-    by one speaker's statistics with the front end's normaliser, as the data side standardises
-    each speaker's cached clips."""
-    frontend, normalizer = module.frontend, module.frontend.speaker_normalizer()
-    entries = [entry for chunk in chunks for entry in chunk]
-    features = iter(_stage_outputs(frontend, [piece for _, _, pieces in entries for piece in pieces], batch_size))
-    entries = [(path, spans_of, [next(features) for _ in pieces]) for path, spans_of, pieces in entries]
-    statistics = _speaker_statistics(module, entries, batch_size, speaker_files, size)
-    return [(path, spans_of, [normalizer.apply(rows.T, statistics).T for rows in of_file])
-            for path, spans_of, of_file in entries]
-
-
-def _speaker_statistics(module: SERModule, entries: list, batch_size: int, speaker_files: list[Path] | None,
-                        size: int) -> SpeakerStatistics:
+def _speaker_statistics(model: Model, entries: list, stages: list[np.ndarray], batch_size: int,
+                        speaker_files: list[Path] | None, size: int) -> SpeakerStatistics:
     """Whose statistics standardise the call's windows, said on stderr."""
     if speaker_files:
-        enrolment = [piece for chunk in _windowed_chunks(speaker_files, module.sample_rate, size, 256,
-                                                         module.frontend.min_samples)
+        enrolment = [piece for chunk in _windowed_chunks(speaker_files, model.sample_rate, size, 256,
+                                                         model.min_samples)
                      for _, _, pieces in chunk for piece in pieces]
         if not enrolment:
             raise UserError("--speaker-stats: none of its files could be read")
-        rows = _stage_outputs(module.frontend, enrolment, batch_size)
+        rows = _stage_outputs(model, enrolment, batch_size)
         print(f"ser-predict: the speaker's statistics come from the {len(rows)} windows of --speaker-stats",
               file=sys.stderr)
-        return SpeakerStatistics.of(r.T.numpy() for r in rows)
+        return SpeakerStatistics.of(r.T for r in rows)
     if len(entries) >= 2:
-        windows_in_all = sum(len(of_file) for _, _, of_file in entries)
-        print(f"ser-predict: the {windows_in_all} windows of these {len(entries)} files are taken as one speaker's "
+        print(f"ser-predict: the {len(stages)} windows of these {len(entries)} files are taken as one speaker's "
               "clips (the model normalises per speaker); score each speaker's files in a call of their own",
               file=sys.stderr)
-        return SpeakerStatistics.of(rows.T.numpy() for _, _, of_file in entries for rows in of_file)
-    if not module.frontend.pooled.known:
-        raise UserError("this model normalises per speaker and its checkpoint holds no pooled training statistics "
-                        "(written before ser kept them): give ser-predict several files of the speaker at once, "
-                        "or --speaker-stats with other clips of theirs")
-    print("ser-predict: warning: one file of an unknown speaker is standardised by the training speakers' pooled "
+        return SpeakerStatistics.of(rows.T for rows in stages)
+    return _pooled(model)
+
+
+def _pooled(model: Model) -> SpeakerStatistics:
+    if model.pooled is None:
+        raise UserError("this model normalises per speaker and holds no pooled training statistics "
+                        "(its checkpoint was written before ser kept them): give ser-predict several files of "
+                        "the speaker at once, or --speaker-stats with other clips of theirs")
+    print("ser-predict: warning: one unknown speaker's audio is standardised by the training speakers' pooled "
           "statistics, not its own, which usually costs accuracy; give several files of the speaker at once "
           "or --speaker-stats FILES", file=sys.stderr)
-    return module.frontend.pooled.statistics()
+    return model.pooled
 
 
-@torch.no_grad()
-def _stage_outputs(frontend, pieces: list[np.ndarray], batch_size: int) -> list[torch.Tensor]:
-    """The frozen stage's output ``[width, frames]`` of each window, unnormalised, on the CPU."""
-    stage = frontend.frozen_stage()
+def pad(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Clips (``[samples]`` or ``[width, frames]``) zero-padded along time into one float32
+    batch, and their lengths (int64)."""
+    lengths = np.array([clip.shape[-1] for clip in clips], dtype=np.int64)
+    batch = np.zeros((len(clips), *clips[0].shape[:-1], int(lengths.max())), dtype=np.float32)
+    for row, clip in zip(batch, clips):
+        row[..., : clip.shape[-1]] = clip
+    return batch, lengths
+
+
+def _stage_outputs(model: Model, pieces: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
+    """The frozen stage's output ``[width, frames]`` of each window, unnormalised."""
     outputs = []
     for start in range(0, len(pieces), batch_size):
-        waves, lengths, _ = pad_batch([(torch.from_numpy(p), 0) for p in pieces[start : start + batch_size]])
-        device = stage.device
-        computed, frames = stage.compute(waves.to(device), lengths.to(device))
-        outputs += [clip[:, :n].float().cpu() for clip, n in zip(computed, frames.tolist())]
+        outputs += model.stage(*pad(pieces[start : start + batch_size]))
     return outputs
 
 
@@ -159,19 +167,17 @@ def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
     return spans
 
 
-def _readouts(module, clips: list, batch_size: int, device) -> list[torch.Tensor]:
-    """What the task reports of each clip (probabilities, attribute values; averaged over a
-    file's windows): clips are waveforms [samples] or features [width, frames]."""
+def _readouts(model: Model, clips: list[np.ndarray], batch_size: int,
+              statistics: SpeakerStatistics | None) -> list[np.ndarray]:
+    """What the model reports of each clip (probabilities, attribute values; averaged over a
+    file's windows): clips are waveforms [samples] or stage outputs [width, frames]."""
     by_length = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
-    probs = [None] * len(clips)
+    readouts = [None] * len(clips)
     for start in range(0, len(by_length), batch_size):
         rows = by_length[start : start + batch_size]
-        waves, lengths, _ = pad_batch([(torch.as_tensor(clips[i]), 0) for i in rows])
-        with torch.no_grad():
-            out = module.task.readout(module(waves.to(device), lengths.to(device))).cpu()
-        for i, p in zip(rows, out):
-            probs[i] = p
-    return probs
+        for i, values in zip(rows, model.readout(*pad([clips[i] for i in rows]), statistics)):
+            readouts[i] = values.astype(np.float64)
+    return readouts
 
 
 def _decoded_chunks(files: list[Path], sample_rate: int, size: int) -> Iterator[list]:
@@ -193,24 +199,154 @@ def _decoded_chunks(files: list[Path], sample_rate: int, size: int) -> Iterator[
             yield [future.result() for future in pending]
 
 
+class StreamError(UserError):
+    pass
+
+
+def stream(model: Model, source: BinaryIO, window_seconds: float = WINDOW_SECONDS, hop_seconds: float | None = None,
+           statistics: SpeakerStatistics | None = None, read_bytes: int = 1 << 16) -> Iterator[dict]:
+    """One readout per window of a PCM or WAV stream, yielded as soon as the window is complete.
+
+    Windows of ``window_seconds`` start every ``hop_seconds``; at the end, the samples no window
+    has covered yet are scored as a last, shorter window (if long enough to analyse). Raises
+    :class:`StreamError` (after the windows read so far) for a stream this model cannot read.
+    """
+    rate = model.sample_rate
+    size = max(1, int(window_seconds * rate))
+    hop = max(1, int((hop_seconds or window_seconds) * rate))
+    if model.per_speaker and statistics is None:
+        statistics = _pooled(model)
+    samples = _pcm_samples(source, rate, read_bytes)
+    held, held_start, next_start, covered = np.zeros(0, dtype=np.float32), 0, 0, 0
+    ending = None
+    while True:
+        try:
+            block = next(samples, None)
+        except StreamError as err:
+            block, ending = None, err
+        if block is not None:
+            held = np.concatenate([held, block])
+        while held_start + len(held) >= next_start + size:  # a whole window is here
+            yield _window(model, held[next_start - held_start : next_start - held_start + size], next_start, statistics)
+            covered, next_start = next_start + size, next_start + hop
+            drop = min(next_start - held_start, len(held))  # memory: only what a later window reads
+            held, held_start = held[drop:], held_start + drop
+        if block is None:
+            break
+    end = held_start + len(held)
+    start = max(next_start, held_start)
+    if end > covered and end - start >= model.min_samples:
+        yield _window(model, held[start - held_start :], start, statistics)
+    if ending is not None:
+        raise ending
+
+
+def _window(model: Model, samples: np.ndarray, start: int, statistics) -> dict:
+    """One window of a stream, scored as the same samples in a file of their own would be."""
+    clip = np.clip(centred(samples.astype(np.float64)), -1.0, 1.0).astype(np.float32)
+    clip = clip if model.reads == "audio" else _stage_outputs(model, [clip], 1)[0]
+    values = _readouts(model, [clip], 1, statistics)[0]
+    rate = model.sample_rate
+    return {"start": round(start / rate, 3), "end": round((start + len(samples)) / rate, 3),
+            **model.reading.describe(values)}
+
+
+def _pcm_samples(source: BinaryIO, rate: int, read_bytes: int) -> Iterator[np.ndarray]:
+    """Mono float32 blocks of a raw 16-bit little-endian PCM stream at ``rate``, or of a WAV
+    stream (16-bit PCM at ``rate``, any channels: mixed to mono)."""
+    head = _read_exactly(source, 4)
+    channels = 1
+    if head == b"RIFF":
+        channels, head = _wav_header(source, rate), b""
+    frame = 2 * channels
+    pending = head
+    while True:
+        data = source.read(read_bytes)
+        if not data:
+            break
+        pending += data
+        whole = len(pending) - len(pending) % frame
+        if whole:
+            pcm = np.frombuffer(pending[:whole], dtype="<i2").reshape(-1, channels)
+            pending = pending[whole:]
+            yield (pcm.mean(axis=1, dtype=np.float64) / 32768.0).astype(np.float32)
+    if pending:
+        raise StreamError(f"the stream ended mid-sample ({len(pending)} byte(s) after the last whole "
+                          f"{frame}-byte frame); the windows before it were scored")
+
+
+def _read_exactly(source: BinaryIO, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        more = source.read(count - len(data))
+        if not more:
+            break
+        data += more
+    return data
+
+
+def _wav_header(source: BinaryIO, rate: int) -> int:
+    """Read a WAV header up to its data chunk (after "RIFF"); the channel count. Only what the
+    model reads is accepted: 16-bit integer PCM at its rate."""
+    if _read_exactly(source, 8)[4:] != b"WAVE":
+        raise StreamError("the stream starts with RIFF but is not a WAV file")
+    channels = None
+    while True:
+        header = _read_exactly(source, 8)
+        if len(header) < 8:
+            raise StreamError("the WAV stream ended before its data chunk")
+        kind, length = header[:4], struct.unpack("<I", header[4:])[0]
+        if kind == b"data":
+            if channels is None:
+                raise StreamError("the WAV stream has no fmt chunk before its data")
+            return channels
+        body = _read_exactly(source, length + length % 2)
+        if kind == b"fmt ":
+            tag, channels, wav_rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
+            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag is the sub-format's
+                tag = struct.unpack("<H", body[24:26])[0]
+            if tag != 1 or bits != 16:
+                raise StreamError(f"the WAV stream is {bits}-bit {'PCM' if tag == 1 else f'format {tag}'}; "
+                                  "--stream reads 16-bit PCM (arecord -f S16_LE)")
+            if wav_rate != rate:
+                raise StreamError(f"the WAV stream is {wav_rate} Hz; this model reads {rate} Hz: record at "
+                                  f"{rate} Hz (arecord -r {rate}) or resample first (sox - -r {rate} -t wav -)")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ser-predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ckpt", required=True, help="a checkpoint written by train.py")
-    parser.add_argument("inputs", nargs="+", help="audio files and/or folders (searched recursively)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--ckpt", help="a checkpoint written by train.py (needs the training stack)")
+    source.add_argument("--model", help="a folder written by ser-export (runs on onnxruntime alone)")
+    parser.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
+    parser.add_argument("--stream", metavar="-", help="read 16-bit PCM or WAV from standard input ('-')")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--window", type=float, default=WINDOW_SECONDS,
                         help="seconds per scored window (default %(default)s)")
+    parser.add_argument("--hop", type=float, help="--stream: seconds between window starts (default: --window)")
     parser.add_argument("--speaker-stats", nargs="+", action="extend", metavar="FILES_OR_DIR",
                         help="a model normalising per speaker: take the speaker's statistics from these "
                              "clips of theirs (default: from all the files scored in this call)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--device", help="--ckpt: the torch device (default: cuda where there is one)")
     args = parser.parse_args(argv)
+    if (args.stream is None) == (not args.inputs):
+        parser.error("give audio files or folders, or --stream - (not both)")
+    if args.stream not in (None, "-"):
+        parser.error("--stream reads standard input: --stream -")
     try:
-        module = SERModule.from_checkpoint(args.ckpt).to(args.device)
+        model = ExportedModel(args.model) if args.model else CheckpointModel.load(args.ckpt, args.device)
         speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
-        for row in predict(module, expand(args.inputs), args.batch_size, window_seconds=args.window,
-                           speaker_files=speaker_files):
+        if args.stream:
+            statistics = None
+            if speaker_files and model.per_speaker:
+                statistics = _speaker_statistics(model, [], [], args.batch_size, speaker_files,
+                                                 max(1, int(args.window * model.sample_rate)))
+            rows = stream(model, sys.stdin.buffer, args.window, args.hop, statistics)
+        else:
+            rows = predict(model, expand(args.inputs), args.batch_size, window_seconds=args.window,
+                           speaker_files=speaker_files)
+        for row in rows:
             print(json.dumps(row), flush=True)
     except UserError as err:
         print(f"ser-predict: error: {err}", file=sys.stderr)

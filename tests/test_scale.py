@@ -49,6 +49,7 @@ def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(com
 
     from ser.data.audio import load_mono
     from ser.predict import predict
+    from ser.runtime import CheckpointModel
 
     torch.manual_seed(0)
     # Per utterance: each clip is its own (per speaker, the files of a call are one speaker's:
@@ -58,7 +59,7 @@ def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(com
     for i, seconds in enumerate([2.0, 0.5, 1.5, 0.8, 2.4, 1.0, 0.3]):  # 7 clips: 2 chunks of 2x2
         files.append(tmp_path / f"{i}.wav")
         sf.write(files[-1], np.random.default_rng(i).normal(0, 0.1, int(seconds * 16000)), 16000)
-    rows = list(predict(module, files, batch_size=2, chunk_batches=2))
+    rows = list(predict(CheckpointModel(module), files, batch_size=2, chunk_batches=2))
     assert [r["path"] for r in rows] == [str(f) for f in files]
     for path, row in zip(files, rows):
         wave = torch.from_numpy(load_mono(path, 16000))
@@ -148,6 +149,7 @@ def test_predict_scores_a_long_file_in_windows_and_as_a_whole(compose_cfg, tmp_p
 
     from ser.data.audio import load_mono
     from ser.predict import predict, windows
+    from ser.runtime import CheckpointModel
 
     assert windows(25, 10, 3) == [(0, 10), (10, 20), (20, 25)]
     assert windows(21, 10, 3) == [(0, 10), (10, 21)]  # a tail too short to analyse joins its window
@@ -156,7 +158,7 @@ def test_predict_scores_a_long_file_in_windows_and_as_a_whole(compose_cfg, tmp_p
     module = instantiate(compose_cfg(["model=cnn_gru", "features.normalize=utterance"]).model).eval()
     path = tmp_path / "long.wav"
     sf.write(path, np.random.default_rng(0).normal(0, 0.1, 25 * 16000), 16000)
-    (row,) = predict(module, [path], batch_size=2, window_seconds=10)
+    (row,) = predict(CheckpointModel(module), [path], batch_size=2, window_seconds=10)
     assert [(w["start"], w["end"]) for w in row["windows"]] == [(0.0, 10.0), (10.0, 20.0), (20.0, 25.0)]
     wave = torch.from_numpy(load_mono(path, 16000))
     whole = 0
