@@ -8,7 +8,11 @@
 
 import sys
 
-import hydra
+try:
+    import hydra
+except ImportError:  # a prediction-only install (ser[predict]) has no training stack
+    sys.exit('train.py needs the training stack, which this environment lacks: pip install -e ".[dev]" '
+             '(or ".[train]")')
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 

@@ -1,0 +1,396 @@
+"""ser-export: a trained model as a folder that runs anywhere, without the training stack.
+
+    ser-export logs/train/runs/<run> exported/          # the checkpoint the run's test scored
+    ser-export path/to/last.ckpt exported/
+    ser-predict --model exported/ clip.wav               # onnxruntime, numpy, soundfile, soxr only
+
+The folder holds ``model.onnx`` (audio in, the task's readout out: probabilities, attribute
+values), ``ser.json`` (what the runtime needs: classes, rate, window, normalisation, inputs; owned by
+``ser.runtime``) and a model card ``README.md`` (Hugging Face's format) with the run's scores.
+
+* Log-mel and MFCC networks and pretrained encoders: the front end is inside the graph (ONNX's STFT
+  for the spectrum), so a waveform goes in, with each clip's length: batches of any size and length.
+* Per-utterance normalisation is in the graph. Per-speaker normalisation takes the speaker's
+  statistics as inputs (``speaker_mean``, ``speaker_std``, float64, as the checkpoint applies them);
+  ``features.onnx`` gives the unnormalised log-mel they are gathered over, and ``ser.json`` keeps the
+  training speakers' pooled statistics for a speaker with no other audio, exactly as ser-predict does.
+* eGeMAPS models: openSMILE cannot live in an ONNX graph; ``model.onnx`` is the head on the 88
+  functionals, and the runtime computes them with openSMILE beside it.
+* Whisper encoders are refused: their log-mel comes from ``transformers``' numpy feature extractor,
+  outside the network, so no graph of the network alone would be the model that was tested.
+
+Every export is checked before it is written: onnxruntime must answer as the checkpoint does on
+probe clips of several lengths, alone and in a padded batch, within ``--tolerance`` (1e-4);
+otherwise nothing is written and one paragraph says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ser import results as results_file
+from ser.errors import UserError
+from ser.frontends.normalize import SpeakerStatistics
+from ser.module import SERModule
+from ser.runtime import MODEL_GRAPH, STAGE_GRAPH, CheckpointModel, ExportedModel, write_manifest
+
+log = logging.getLogger(__name__)
+TOLERANCE = 1e-4  # the largest difference of any readout value, onnxruntime against torch
+OPSET = 18  # ONNX's STFT (17) and the exporter's current default
+PROBE_SECONDS = (0.13, 0.7, 1.9, 4.1)  # probe clip lengths: shorter than a CNN's pooling, to several windows of it
+WINDOW_SECONDS = 10.0  # ser-predict's window: what the model was trained on (data.max_seconds)
+
+
+class ExportRefused(UserError):
+    pass
+
+
+class ReadoutGraph(nn.Module):
+    """The model from its input to the task's readout: what model.onnx computes."""
+
+    def __init__(self, module: SERModule):
+        super().__init__()
+        self.module = module
+
+    def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.module.task.readout(self.module(inputs, lengths))
+
+
+class SpeakerReadoutGraph(ReadoutGraph):
+    """The same, standardising by the speaker's statistics it is given."""
+
+    def forward(self, inputs, lengths, speaker_mean, speaker_std):
+        statistics = SpeakerStatistics(speaker_mean, speaker_std)
+        return self.module.task.readout(self.module(inputs, lengths, statistics))
+
+
+class LogMelGraph(nn.Module):
+    """The unnormalised log-mel a speaker's statistics are gathered over: features.onnx."""
+
+    def __init__(self, module: SERModule):
+        super().__init__()
+        self.frontend = module.frontend
+
+    def forward(self, audio, lengths):
+        return self.frontend.log_mel(audio, lengths)
+
+
+def kind_of(frontend) -> str:
+    from ser.frontends.encoders import EncoderFrontend
+    from ser.frontends.functionals import EgemapsFrontend
+
+    if isinstance(frontend, EgemapsFrontend):
+        return "egemaps"
+    if isinstance(frontend, EncoderFrontend):
+        return "encoder"
+    return frontend.kind
+
+
+def export(source: str | Path, out: str | Path, tolerance: float = TOLERANCE) -> Path:
+    """Export the checkpoint ``source`` names (a run folder: the one its test scored) into ``out``."""
+    ckpt, results = _resolve(Path(source))
+    return export_module(SERModule.from_checkpoint(ckpt), out, tolerance, ckpt, results)
+
+
+def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERANCE, ckpt: Path | None = None,
+                  results: dict | None = None) -> Path:
+    """Export a trained ``module`` (from ``ckpt``, tested as ``results`` say) into ``out``, or
+    refuse (:class:`ExportRefused`) and write nothing."""
+    module, results = module.eval(), results or {}
+    kind = kind_of(module.frontend)
+    _check_exportable(module, kind)
+    out = Path(out)
+    staging = Path(tempfile.mkdtemp(prefix=".ser-export-", dir=out.parent if out.parent.exists() else None))
+    try:
+        manifest = _write_graphs(module, kind, staging)
+        manifest |= {"source": {"checkpoint": str(ckpt) if ckpt else None, "results": results.get("_path")},
+                     "ser": _version()}
+        write_manifest(staging, manifest)
+        worst = parity(ExportedModel(staging), CheckpointModel(module), probe_clips(module.sample_rate))
+        if not worst <= tolerance:
+            raise ExportRefused(
+                f"the export of {ckpt or 'this model'} is not faithful: on probe clips onnxruntime's readout differs from the "
+                f"checkpoint's by up to {worst:.2e}, more than the tolerance {tolerance:g}. Nothing was written. "
+                "This is a bug of the exporter or of onnxruntime for this architecture: use the checkpoint "
+                "(ser-predict --ckpt), or report it with the model config.")
+        manifest["parity"] = {"max_abs_difference": worst, "tolerance": tolerance,
+                              "probe_seconds": list(PROBE_SECONDS)}
+        write_manifest(staging, manifest)
+        (staging / "README.md").write_text(model_card(manifest, results, module))
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return out
+
+
+def _resolve(source: Path) -> tuple[Path, dict]:
+    """(checkpoint, the run's results or {}) of a run folder or a checkpoint file."""
+    if source.is_dir():
+        found = source / "results.json"
+        if not found.is_file():
+            raise UserError(f"{str(source)!r} is a folder without results.json: give a run folder of train.py "
+                            "or a checkpoint file")
+        results = results_file.read(found)
+        ckpt = Path(results.get("tested_ckpt") or source / "checkpoints" / "last.ckpt")
+        return ckpt, {**results, "_path": str(found)}
+    run = source.parent.parent / "results.json"
+    results = results_file.read(run) if run.is_file() else {}
+    return source, ({**results, "_path": str(run)} if results else {})
+
+
+def _check_exportable(module: SERModule, kind: str) -> None:
+    if kind == "encoder" and module.frontend.whisper:
+        raise ExportRefused(
+            "Whisper encoders are not exported: Whisper's log-mel is computed by transformers' numpy feature "
+            "extractor outside the network (30 s windows, its own padding), so a graph of the network alone "
+            "would not be the model that was tested. Score it with ser-predict --ckpt.")
+    if module.hparams.get("compile"):
+        log.info("model.compile=true: the export traces the uncompiled network (the same weights)")
+
+
+def _version() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        release = version("ser")
+    except PackageNotFoundError:
+        release = None
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                            text=True).stdout.strip() or None
+    return {"version": release, "commit": commit}
+
+
+def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
+    """model.onnx (and features.onnx); what ser.json says of them."""
+    frontend = module.frontend
+    rate = module.sample_rate
+    per_speaker = frontend.speaker_normalizer() is not None
+    examples = [int(s * rate) for s in (3.0, 1.7, 0.9)]
+    audio = torch.from_numpy(np.stack([_probe(rate, examples[0], seed) for seed in range(3)]))
+    lengths = torch.tensor(examples)
+    if kind == "egemaps":  # the head on the functionals; openSMILE runs beside it
+        inputs, in_lengths, input_name = frontend.functionals(audio, lengths), torch.ones(3, dtype=torch.long), "features"
+    else:
+        inputs, in_lengths, input_name = audio, lengths, "audio"
+    graph_cls = SpeakerReadoutGraph if per_speaker else ReadoutGraph
+    args = (inputs, in_lengths)
+    names = [input_name, "lengths"]
+    if per_speaker:
+        statistics = frontend.pooled.statistics()
+        args += (statistics.mean.clone(), statistics.std.clone())
+        names += ["speaker_mean", "speaker_std"]
+    narrowest = _export(graph_cls(module), args, names, ["readout"], folder / MODEL_GRAPH,
+                        time_axis=None if kind == "egemaps" else 1)
+    stage = None
+    if per_speaker and kind != "egemaps":
+        _export(LogMelGraph(module), (audio, lengths), ["audio", "lengths"], ["features", "frames"],
+                folder / STAGE_GRAPH, time_axis=1)
+        stage = STAGE_GRAPH
+    pooled = None
+    if per_speaker and frontend.pooled.known:
+        pooled = {"mean": frontend.pooled.mean.tolist(), "std": frontend.pooled.std.tolist(),
+                  "frames": float(frontend.pooled.frames)}
+    return {
+        "task": module.task.name,
+        "reading": module.task.reading().to_json(),
+        "sample_rate": rate,
+        "window_seconds": WINDOW_SECONDS,
+        "min_samples": frontend.min_samples,
+        "min_batch_samples": max(narrowest or 0, frontend.min_samples),
+        "frontend": _frontend_record(frontend, kind),
+        "inputs": "functionals" if kind == "egemaps" else "audio",
+        "per_speaker": {"width": int(frontend.pooled.mean.numel()), "pooled": pooled} if per_speaker else None,
+        "graphs": {"model": MODEL_GRAPH, "stage": stage, "opset": OPSET},
+    }
+
+
+def _frontend_record(frontend, kind: str) -> dict:
+    record = {"kind": kind, "normalize": frontend.normalize}
+    if kind in ("logmel", "mfcc"):
+        record |= {"n_fft": frontend.n_fft, "hop_length": frontend.hop_length, "n_mels": frontend.n_mels}
+    elif kind == "egemaps":
+        record |= {"feature_set": frontend.feature_set}
+    elif kind == "encoder":
+        record |= {"encoder": frontend.name, "states": frontend.states}
+    return record
+
+
+def _export(graph: nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path,
+            time_axis: int | None) -> int | None:
+    """Write ``graph`` as ONNX with a dynamic batch (and time) axis; the narrowest padded batch
+    width the trace holds for (torch.export narrows the range where the code branches on it)."""
+    dynamic = torch.export.Dim.DYNAMIC
+    shapes = [{0: dynamic, **({time_axis: dynamic} if time_axis else {})}, {0: dynamic}]
+    shapes += [None] * (len(args) - 2)
+    try:
+        with torch.no_grad():
+            program = torch.export.export(graph, args, dynamic_shapes=tuple(shapes), strict=False)
+            onnx_program = torch.onnx.export(program, args, input_names=input_names, output_names=output_names,
+                                             opset_version=OPSET, dynamo=True, verbose=False)
+    except Exception as err:  # noqa: BLE001 - the exporters raise many kinds; one paragraph says which
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise ExportRefused(f"this model cannot be exported to ONNX: {type(err).__name__}: {first[:400]}. "
+                            "Nothing was written; score it with ser-predict --ckpt.") from err
+    onnx_program.save(str(path))
+    if time_axis is None:
+        return None
+    width = program.graph_signature.user_inputs[0]
+    node = next(n for n in program.graph.nodes if n.op == "placeholder" and n.name == width)
+    size = node.meta["val"].shape[time_axis]
+    if isinstance(size, int):
+        raise ExportRefused("the export fixed the clip length: this model's graph would read one length only")
+    return int(program.range_constraints[size.node.expr].lower)
+
+
+def probe_clips(rate: int) -> list[np.ndarray]:
+    return [_probe(rate, int(s * rate), seed) for seed, s in enumerate(PROBE_SECONDS)]
+
+
+def _probe(rate: int, samples: int, seed: int) -> np.ndarray:
+    """A voiced-like probe: a gliding harmonic tone with noise (speech-like spectra keep the
+    log-mel away from its floor, where a float difference would be magnified)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples) / rate
+    pitch = 120 + 80 * seed + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(pitch) / rate
+    voiced = sum(np.sin(k * phase) / k for k in range(1, 12))
+    return (0.1 * voiced + 0.02 * rng.standard_normal(samples)).astype(np.float32)
+
+
+def parity(exported, checkpoint, clips: list[np.ndarray]) -> float:
+    """The largest difference between the two models' readouts of ``clips``, each alone and all in
+    one padded batch, standardised (per-speaker models) by the clips' statistics and by the pooled
+    ones; each side gathers the statistics with its own stage (features.onnx against torch's)."""
+    from ser.predict import _readouts, _stage_outputs
+
+    def inputs(model, batch):
+        return _stage_outputs(model, batch, len(batch)) if model.reads == "stage" else batch
+
+    worst = 0.0
+    for batch in [[clip] for clip in clips] + [clips]:
+        choices = [(None, None)]
+        if checkpoint.per_speaker:
+            own = [SpeakerStatistics.of(rows.T for rows in _stage_outputs(m, clips, len(clips)))
+                   for m in (exported, checkpoint)]
+            choices = [tuple(own)] + ([(exported.pooled, checkpoint.pooled)] if checkpoint.pooled else [])
+        for of_exported, of_checkpoint in choices:
+            a = np.stack(_readouts(exported, inputs(exported, batch), len(batch), of_exported))
+            b = np.stack(_readouts(checkpoint, inputs(checkpoint, batch), len(batch), of_checkpoint))
+            worst = max(worst, float(np.abs(a - b).max()))
+    return worst
+
+
+def model_card(manifest: dict, results: dict, module: SERModule) -> str:
+    """README.md in the Hugging Face model-card format: YAML metadata, then what a user must know."""
+    reading = manifest["reading"]
+    frontend = manifest["frontend"]
+    metrics = results_file.metrics_of(results) if results else ()
+    datasets = [results["corpus"]] if results.get("corpus") else []
+    licence, licence_note = _weights_licence(frontend)
+    header = ["---", "library_name: ser", "pipeline_tag: audio-classification",
+              "tags:", "- speech-emotion-recognition", "- audio-classification", "- onnx", f"- {manifest['task']}",
+              f"license: {licence}"]
+    if datasets:
+        header += ["datasets:", *[f"- {d}" for d in datasets]]
+    if metrics:
+        header += ["metrics:", *[f"- {m.split('/', 1)[1]}" for m in metrics]]
+    header += ["---", ""]
+    title = f"{results.get('model', 'ser model')} on {results.get('data', 'an unnamed corpus')}"
+    lines = [f"# {title}", "",
+             f"A speech emotion recognition model trained with ser (version {manifest['ser']['version']}, "
+             f"commit {manifest['ser']['commit']}), exported to ONNX with its front end "
+             f"({_frontend_text(frontend)}).", "",
+             "## Use", "", "```bash", 'pip install "ser[predict]"' + (" opensmile" if frontend["kind"] == "egemaps" else ""),
+             "ser-predict --model THIS_FOLDER clip.wav more_clips/", "```", "",
+             f"Input: mono audio at {manifest['sample_rate']} Hz (ser-predict resamples any file), scored in "
+             f"windows of {manifest['window_seconds']:g} s. Output: "
+             + (f"probabilities of {', '.join(reading['classes'])}" if reading["classes"] else "")
+             + (" and " if reading["classes"] and reading["attributes"] else "")
+             + (f"{', '.join(reading['attributes'])} on [0, 1]" if reading["attributes"] else "") + ".", ""]
+    if manifest["per_speaker"]:
+        lines += ["The model standardises its features by the speaker's statistics, as it was trained: give "
+                  "ser-predict several files of one speaker at once (or `--speaker-stats`); a lone file is "
+                  "standardised by the training speakers' pooled statistics, which usually costs accuracy.", ""]
+    lines += ["## Training and evaluation", ""]
+    if results:
+        lines += [f"- corpus: {results.get('corpus')} (`data={results.get('data')}`), task {manifest['task']}",
+                  f"- split: {results.get('split')} ({results.get('protocol')})"
+                  + (f", fold {results['fold']}" if "fold" in results else ""),
+                  f"- clips: {results.get('n_train')} train, {results.get('n_val')} validation, "
+                  f"{results.get('n_test')} test", f"- seed: {results.get('seed')}", "",
+                  "| test metric | value [95% interval, test speakers resampled] |", "|---|---|",
+                  *[f"| {m} | {results_file.score_text(results, m)} |" for m in metrics], ""]
+    else:
+        lines += ["The checkpoint was exported without its run folder: no scores are known.", ""]
+    lines += ["## Intended use and limitations", "",
+              "Research on speech emotion recognition. Acted-emotion corpora differ from everyday speech; "
+              "scores on speakers, languages, microphones or emotions outside the training corpus can be far "
+              "lower. Do not use it to make decisions about people.", "",
+              "## Licence", "", licence_note, "",
+              "## Parity", "",
+              f"onnxruntime's readout equals the checkpoint's within {manifest['parity']['max_abs_difference']:.1e} "
+              f"(tolerance {manifest['parity']['tolerance']:g}) on probe clips of "
+              f"{', '.join(f'{s:g}' for s in manifest['parity']['probe_seconds'])} s, alone and in one padded batch.",
+              ""]
+    return "\n".join(header + lines)
+
+
+def _frontend_text(frontend: dict) -> str:
+    kind = frontend["kind"]
+    if kind == "egemaps":
+        return f"openSMILE {frontend['feature_set']} functionals, computed beside the graph"
+    if kind == "encoder":
+        return f"the pretrained encoder {frontend['encoder']}"
+    return f"{kind}, normalised per {frontend['normalize']}" if frontend["normalize"] != "none" else kind
+
+
+def _weights_licence(frontend: dict) -> tuple[str, str]:
+    """The model card's licence: a pretrained encoder's, where its own card says it."""
+    if frontend["kind"] != "encoder":
+        return "other", ("The weights were trained from scratch by ser on the corpus above: the corpus's own "
+                         "licence governs what may be done with them.")
+    card = Path(frontend["encoder"]).expanduser() / "README.md"
+    if card.is_file():
+        for line in card.read_text().splitlines():
+            if line.startswith("license:"):
+                licence = line.split(":", 1)[1].strip()
+                return licence, (f"The encoder's weights ({frontend['encoder']}) are under {licence}, as its model "
+                                 "card says; the head was trained by ser on the corpus above, whose licence also "
+                                 "applies.")
+    return "other", (f"The model holds the pretrained encoder {frontend['encoder']}, under its own licence: see its "
+                     "model card before you share or use this export. The head was trained by ser on the corpus "
+                     "above, whose licence also applies.")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="ser-export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", help="a run folder of train.py, or a checkpoint file")
+    parser.add_argument("out", help="the folder to write (replaced if it exists)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="largest readout difference from the checkpoint accepted (default %(default)g)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        out = export(args.source, args.out, args.tolerance)
+    except UserError as err:
+        print(f"ser-export: error: {err}", file=sys.stderr)
+        return 2
+    print(f"ser-export: wrote {out} (ser-predict --model {out} FILES)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

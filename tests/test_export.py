@@ -1,0 +1,234 @@
+"""ser-export and the exported model: onnxruntime answers as the checkpoint does (front end inside,
+speaker statistics as the model was trained), ser-predict --model prints what --ckpt prints, from an
+install without torch, and --stream scores a pipe window by window."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from conftest import REPO, SMALL, predict_cli
+from test_normalization import read_test_split
+
+# The model of the end-to-end test: the CNN on log-mel normalised per speaker (its default), so the
+# export has both graphs (model.onnx and features.onnx) and the statistics inputs.
+TRAIN = [*SMALL, "logger=csv", "model=cnn", "trainer.max_epochs=1", "trainer.limit_val_batches=1",
+         "callbacks.early_stopping=null"]
+# Built in-process (weights at random; pooled statistics handed over as training would).
+IN_PROCESS = {
+    "mfcc-lstm-utterance": ["model=lstm", "features=mfcc", "features.normalize=utterance"],
+    "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
+    "egemaps-speaker": ["model=egemaps_mlp", "features.normalize=speaker"],
+}
+
+
+def rows(proc) -> list[dict]:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def assert_same_predictions(exported: list[dict], checkpoint: list[dict]) -> None:
+    """Same files, windows and classes; probabilities within 1e-4 (and the 6-digit rounding)."""
+    assert len(exported) == len(checkpoint)
+    for a, b in zip(exported, checkpoint):
+        assert [(w["start"], w["end"]) for w in a["windows"]] == [(w["start"], w["end"]) for w in b["windows"]]
+        for x, y in [(a, b), *zip(a["windows"], b["windows"])]:
+            assert x["emotion"] == y["emotion"]
+            assert max(abs(x["probs"][c] - y["probs"][c]) for c in x["probs"]) <= 1e-4 + 1e-6
+
+
+def test_recurrent_final_states_are_the_packed_ones_when_exporting():
+    from ser.models.blocks import _final_states_unpacked, final_states
+
+    torch.manual_seed(0)
+    lengths = torch.tensor([30, 7, 1, 19])
+    seq = torch.randn(4, 30, 8) * (torch.arange(30)[None, :] < lengths[:, None])[..., None]
+    for rnn in (torch.nn.GRU(8, 16, batch_first=True, bidirectional=True),
+                torch.nn.LSTM(8, 16, num_layers=2, batch_first=True)):
+        assert torch.allclose(final_states(rnn, seq, lengths), _final_states_unpacked(rnn, seq, lengths), atol=1e-6)
+    with pytest.raises(NotImplementedError, match="bidirectional"):
+        _final_states_unpacked(torch.nn.GRU(8, 16, 2, batch_first=True, bidirectional=True), seq, lengths)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", IN_PROCESS)
+def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case, build, tiny_encoders, tmp_path):
+    from ser.export import export_module, parity
+    from ser.frontends.normalize import SpeakerStatistics
+    from ser.runtime import CheckpointModel, ExportedModel
+
+    extra = [f"features.name={tiny_encoders['wav2vec2']}"] if case == "encoder" else []
+    module, _ = build(IN_PROCESS[case][0].split("=")[1], [*IN_PROCESS[case][1:], *extra])
+    frontend = module.frontend
+    if frontend.speaker_normalizer() is not None:  # as training hands them over: not the identity
+        width = frontend.pooled.mean.numel()
+        rng = np.random.default_rng(0)
+        frontend.pooled.remember(SpeakerStatistics(rng.normal(0, 3, width), rng.uniform(0.5, 4, width)), 1e4)
+    out = export_module(module, tmp_path / "exported")
+    manifest = json.loads((out / "ser.json").read_text())
+    assert manifest["parity"]["max_abs_difference"] <= 1e-4
+    assert manifest["inputs"] == ("functionals" if case.startswith("egemaps") else "audio")
+    # Other clips than the exporter's probes: noise of several lengths, the shortest one window.
+    rng = np.random.default_rng(1)
+    clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (frontend.min_samples, 5000, 23000, 61000)]
+    assert parity(ExportedModel(out), CheckpointModel(module), clips) <= 1e-4
+
+
+def test_an_export_that_is_not_faithful_is_refused_and_nothing_is_written(build, tmp_path):
+    from ser.export import ExportRefused, export_module
+
+    module, _ = build("egemaps_mlp", ["features.normalize=none"])
+    with pytest.raises(ExportRefused, match="not faithful.*Nothing was written"):
+        export_module(module, tmp_path / "exported", tolerance=0.0)  # no float graph is bit-exact here
+    assert not (tmp_path / "exported").exists() and not list(tmp_path.glob(".ser-export-*"))
+
+
+def test_whisper_is_refused_with_the_reason(build, tiny_encoders, tmp_path):
+    from ser.export import ExportRefused, export_module
+
+    module, _ = build("hf", [f"features.name={tiny_encoders['whisper']}"])
+    with pytest.raises(ExportRefused, match="Whisper's log-mel is computed by transformers"):
+        export_module(module, tmp_path / "exported")
+    assert not (tmp_path / "exported").exists()
+
+
+def light_env(path: Path) -> Path:
+    """A new virtual environment with only the prediction install: ser[predict], from a copy of
+    the sources (building a wheel writes build/ into the tree it builds)."""
+    source = path / "source"
+    source.mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md", "ser", "hydra_plugins"):
+        copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
+        copy(REPO / name, source / name, **({"ignore": shutil.ignore_patterns("__pycache__")}
+                                            if (REPO / name).is_dir() else {}))
+    venv.create(path / "env", with_pip=True)
+    python = path / "env" / "bin" / "python"
+    subprocess.run([python, "-m", "pip", "install", "-q", f"{source}[predict]"], check=True, capture_output=True,
+                   timeout=900)
+    return python
+
+
+@pytest.mark.slow
+def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torch(train_cli, tmp_path):
+    train_cli(TRAIN, tmp_path / "run")
+    results, by_speaker = read_test_split(tmp_path / "run")
+    exported = tmp_path / "exported"
+    proc = subprocess.run([sys.executable, "-m", "ser.export", tmp_path / "run", exported], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "features.onnx", "model.onnx", "ser.json"]
+    manifest = json.loads((exported / "ser.json").read_text())
+    assert manifest["reading"]["classes"] == results["classes"]
+    assert manifest["per_speaker"]["pooled"]["frames"] > 0 and manifest["frontend"]["normalize"] == "speaker"
+    card = (exported / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: ser\n") and "\n---\n" in card
+    assert f"| test/uar | {results['test/uar']:.3f}" in card and results["corpus"] in card
+
+    speaker, clips = next(iter(by_speaker.items()))
+    files = [c["path"] for c in clips]
+    ckpt = results["tested_ckpt"]
+    # The light install: no torch, no Lightning, no Hydra; the same answers, the same speaker handling.
+    python = light_env(tmp_path / "light")
+    assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
+    light = subprocess.run([python, "-m", "ser.predict", "--model", exported, *files], capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+    assert "taken as one speaker's clips" in light.stderr
+    assert_same_predictions(rows(light), rows(predict_cli("--ckpt", ckpt, *files)))
+    # The test step's own answers for this speaker, from the export.
+    counts = [[0] * len(results["classes"]) for _ in results["classes"]]
+    for clip, row in zip(clips, rows(light)):
+        counts[results["classes"].index(clip["emotion"])][results["classes"].index(row["emotion"])] += 1
+    assert counts == results["per_speaker_confusion"][speaker]
+    # A lone file: the pooled statistics, with the warning, on both.
+    lone_exported = predict_cli("--model", exported, files[0])
+    assert "pooled statistics" in lone_exported.stderr
+    assert_same_predictions(rows(lone_exported), rows(predict_cli("--ckpt", ckpt, files[0])))
+
+
+def stream_cli(model: Path, data: bytes, *args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ser.predict", "--model", str(model), "--stream", "-", *args],
+                          input=data, capture_output=True, timeout=300, cwd=REPO)
+
+
+@pytest.fixture(scope="module")
+def utterance_export(tmp_path_factory):
+    """An exported CNN normalising per utterance, at random weights (module-wide: export is slow)."""
+    from hydra.utils import instantiate
+
+    from ser.export import export_module
+
+    from conftest import compose_train
+
+    torch.manual_seed(0)
+    module = instantiate(compose_train(["model=cnn", "features.normalize=utterance",
+                                        "model.net.channels=[8,16]"]).model)
+    return export_module(module, tmp_path_factory.mktemp("stream") / "exported")
+
+
+@pytest.mark.slow
+def test_stream_prints_each_window_as_the_file_path_scores_it(utterance_export, tmp_path):
+    rng = np.random.default_rng(0)
+    wave = (rng.normal(0, 0.1, 16000 * 61 + 7000)).clip(-1, 1)  # 61.4 s: six whole windows and a tail
+    pcm = (wave * 32767).astype("<i2")
+    path = tmp_path / "long.wav"
+    sf.write(path, pcm, 16000, subtype="PCM_16")
+    streamed = rows(stream_cli(utterance_export, pcm.tobytes(), "--window", "10"))
+    spans = [(10.0 * k, 10.0 * (k + 1)) for k in range(6)] + [(60.0, 61.438)]
+    assert [(w["start"], w["end"]) for w in streamed] == spans
+    pieces = []  # each window as a file of its own: what a stream's window is scored as
+    for k, (start, end) in enumerate(spans):
+        pieces.append(tmp_path / f"window{k}.wav")
+        sf.write(pieces[-1], pcm[int(start * 16000) : int(round(end * 16000))], 16000, subtype="PCM_16")
+    for a, b in zip(streamed, rows(predict_cli("--model", utterance_export, *pieces, "--window", "10"))):
+        assert a["emotion"] == b["emotion"]
+        assert max(abs(a["probs"][c] - b["probs"][c]) for c in a["probs"]) <= 1e-6
+    # A WAV stream (header first) says the same; a hop gives overlapping windows.
+    as_wav = stream_cli(utterance_export, path.read_bytes(), "--window", "10", "--hop", "5")
+    starts = [w["start"] for w in rows(as_wav)]
+    assert starts[:4] == [0.0, 5.0, 10.0, 15.0] and rows(as_wav)[2]["probs"] == streamed[1]["probs"]
+
+
+def test_stream_memory_is_bounded_by_the_window(utterance_export, tmp_path):
+    """Ten minutes through the pipe, read in small blocks: the peak RSS stays that of a short stream."""
+    peak = {}
+    for minutes in (0.5, 10):
+        script = ("import resource, sys, io, numpy as np; from ser.predict import stream; "
+                  "from ser.runtime import ExportedModel; m = ExportedModel(sys.argv[1]); "
+                  f"n = int({minutes} * 60 * 16000); rng = np.random.default_rng(0)\n"
+                  "class Pipe(io.RawIOBase):\n"
+                  "    left = n * 2\n"
+                  "    def read(self, size=-1):\n"
+                  "        size = min(size, self.left, 1 << 16); self.left -= size\n"
+                  "        return (rng.normal(0, 3000, size // 2)).astype('<i2').tobytes()\n"
+                  "windows = sum(1 for _ in stream(m, Pipe(), 10.0))\n"
+                  "print(windows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+        out = subprocess.run([sys.executable, "-c", script, str(utterance_export)], capture_output=True,
+                             text=True, timeout=300, cwd=REPO)
+        assert out.returncode == 0, out.stderr[-2000:]
+        windows, peak[minutes] = map(int, out.stdout.split())
+        assert windows == minutes * 6
+    assert peak[10] < peak[0.5] * 1.1  # 10 min of float32 alone would be +38 MB
+
+
+def test_a_stream_it_cannot_read_gets_one_line_after_the_windows_read_so_far(utterance_export, tmp_path):
+    pcm = (np.random.default_rng(0).normal(0, 0.1, 16000 * 21) * 32767).astype("<i2").tobytes()
+    cut = stream_cli(utterance_export, pcm + b"\x01", "--window", "10")
+    assert cut.returncode == 2 and len(cut.stdout.splitlines()) == 3  # 0-10, 10-20 and the 1 s tail
+    assert cut.stderr.decode().strip().splitlines()[-1].startswith("ser-predict: error: the stream ended mid-sample")
+    path = tmp_path / "48k.wav"
+    sf.write(path, np.zeros(48000, dtype=np.float32), 48000, subtype="PCM_16")
+    other_rate = stream_cli(utterance_export, path.read_bytes())
+    assert other_rate.returncode == 2 and b"Traceback" not in other_rate.stderr
+    assert b"the WAV stream is 48000 Hz; this model reads 16000 Hz" in other_rate.stderr
+    sf.write(path, np.zeros(16000, dtype=np.float32), 16000, subtype="FLOAT")
+    float_wav = stream_cli(utterance_export, path.read_bytes())
+    assert float_wav.returncode == 2 and b"--stream reads 16-bit PCM" in float_wav.stderr
