@@ -35,8 +35,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError:  # the prediction-only install scores exports; making one needs the training stack
+    sys.exit('ser-export needs torch and the exporter: pip install "ser[train,export]" (or ".[dev]")')
 
 from ser import results as results_file
 from ser.errors import UserError

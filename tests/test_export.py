@@ -102,8 +102,9 @@ def test_whisper_is_refused_with_the_reason(build, tiny_encoders, tmp_path):
 
 
 def light_env(path: Path) -> Path:
-    """A new virtual environment with only the prediction install: ser[predict], from a copy of
-    the sources (building a wheel writes build/ into the tree it builds)."""
+    """A new virtual environment with only the prediction install, ser[predict] and openSMILE for
+    eGeMAPS models (ser[egemaps]), from a copy of the sources (building a wheel writes build/ into
+    the tree it builds)."""
     source = path / "source"
     source.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "ser", "hydra_plugins"):
@@ -112,13 +113,13 @@ def light_env(path: Path) -> Path:
                                             if (REPO / name).is_dir() else {}))
     venv.create(path / "env", with_pip=True)
     python = path / "env" / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", f"{source}[predict]"], check=True, capture_output=True,
-                   timeout=900)
+    subprocess.run([python, "-m", "pip", "install", "-q", f"{source}[predict,egemaps]"], check=True,
+                   capture_output=True, timeout=900)
     return python
 
 
 @pytest.mark.slow
-def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torch(train_cli, tmp_path):
+def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torch(train_cli, build, tmp_path):
     train_cli(TRAIN, tmp_path / "run")
     results, by_speaker = read_test_split(tmp_path / "run")
     exported = tmp_path / "exported"
@@ -152,6 +153,21 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     lone_exported = predict_cli("--model", exported, files[0])
     assert "pooled statistics" in lone_exported.stderr
     assert_same_predictions(rows(lone_exported), rows(predict_cli("--ckpt", ckpt, files[0])))
+    # The default recipe's kind (openSMILE beside the exported head), in the same install.
+    from ser.export import export_module
+
+    egemaps_module, _ = build("egemaps_mlp")  # per speaker, its default; weights at random
+    egemaps = export_module(egemaps_module, tmp_path / "egemaps")
+    light = subprocess.run([python, "-m", "ser.predict", "--model", egemaps, *files], capture_output=True,
+                           text=True, timeout=300, cwd=tmp_path)
+    from ser.predict import predict
+    from ser.runtime import CheckpointModel
+
+    in_torch = list(predict(CheckpointModel(egemaps_module), [Path(f) for f in files]))
+    assert_same_predictions(rows(light), in_torch)
+    assert "torch" not in subprocess.run([python, "-c", "import sys, ser.predict, ser.runtime; "
+                                          f"ser.runtime.ExportedModel({str(egemaps)!r}); print(*sys.modules)"],
+                                         capture_output=True, text=True).stdout.split()
 
 
 def stream_cli(model: Path, data: bytes, *args) -> subprocess.CompletedProcess:
