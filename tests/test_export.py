@@ -27,7 +27,8 @@ TRAIN = [*SMALL, "logger=csv", "model=cnn", "trainer.max_epochs=1", "trainer.lim
 IN_PROCESS = {
     "mfcc-lstm-utterance": ["model=lstm", "features=mfcc", "features.normalize=utterance"],
     "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
-    "egemaps-speaker": ["model=egemaps_mlp", "features.normalize=speaker"],
+    # The head beside openSMILE, with both tasks' outputs: class probabilities and attribute values.
+    "egemaps-speaker-both": ["model=egemaps_mlp", "features.normalize=speaker", "task=both"],
 }
 
 
@@ -77,6 +78,9 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     manifest = json.loads((out / "ser.json").read_text())
     assert manifest["parity"]["max_abs_difference"] <= 1e-4
     assert manifest["inputs"] == ("functionals" if case.startswith("egemaps") else "audio")
+    reading = manifest["reading"]
+    assert len(reading["classes"]) == 6 and reading["attributes"] == (
+        ["arousal", "valence", "dominance"] if case.endswith("both") else [])
     # Other clips than the exporter's probes: noise of several lengths, the shortest one window.
     rng = np.random.default_rng(1)
     clips = [rng.normal(0, 0.1, n).astype(np.float32) for n in (frontend.min_samples, 5000, 23000, 61000)]
