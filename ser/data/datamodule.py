@@ -378,7 +378,7 @@ class SERDataModule(L.LightningDataModule):
     def training_statistics(self) -> tuple[SpeakerStatistics, float] | None:
         """The pooled per-speaker statistics of the training speakers and their frame count
         (None: nothing is normalised per speaker): what the model keeps for a speaker whose other
-        clips are not at hand (``ser.frontends.normalize.PooledStatistics``)."""
+        clips are not at hand (``ser.frontends.pooled.PooledStatistics``)."""
         if not self.by_speaker:
             return None
         cache = self.datasets["train"].cache
