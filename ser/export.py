@@ -282,16 +282,17 @@ def parity(exported, checkpoint, clips: list[np.ndarray]) -> float:
     def inputs(model, batch):
         return _stage_outputs(model, batch, len(batch)) if model.reads == "stage" else batch
 
+    choices = [(None, None)]
+    if checkpoint.per_speaker:
+        own = tuple(SpeakerStatistics.of(rows.T for rows in _stage_outputs(m, clips, len(clips)))
+                    for m in (exported, checkpoint))
+        choices = [own] + ([(exported.pooled, checkpoint.pooled)] if checkpoint.pooled else [])
     worst = 0.0
     for batch in [[clip] for clip in clips] + [clips]:
-        choices = [(None, None)]
-        if checkpoint.per_speaker:
-            own = [SpeakerStatistics.of(rows.T for rows in _stage_outputs(m, clips, len(clips)))
-                   for m in (exported, checkpoint)]
-            choices = [tuple(own)] + ([(exported.pooled, checkpoint.pooled)] if checkpoint.pooled else [])
+        of_batch = inputs(exported, batch), inputs(checkpoint, batch)
         for of_exported, of_checkpoint in choices:
-            a = np.stack(_readouts(exported, inputs(exported, batch), len(batch), of_exported))
-            b = np.stack(_readouts(checkpoint, inputs(checkpoint, batch), len(batch), of_checkpoint))
+            a = np.stack(_readouts(exported, of_batch[0], len(batch), of_exported))
+            b = np.stack(_readouts(checkpoint, of_batch[1], len(batch), of_checkpoint))
             worst = max(worst, float(np.abs(a - b).max()))
     return worst
 

@@ -112,21 +112,25 @@ def _speaker_statistics(model: Model, entries: list, stages: list[np.ndarray], b
                         speaker_files: list[Path] | None, size: int) -> SpeakerStatistics:
     """Whose statistics standardise the call's windows, said on stderr."""
     if speaker_files:
-        enrolment = [piece for chunk in _windowed_chunks(speaker_files, model.sample_rate, size, 256,
-                                                         model.min_samples)
-                     for _, _, pieces in chunk for piece in pieces]
-        if not enrolment:
-            raise UserError("--speaker-stats: none of its files could be read")
-        rows = _stage_outputs(model, enrolment, batch_size)
-        print(f"ser-predict: the speaker's statistics come from the {len(rows)} windows of --speaker-stats",
-              file=sys.stderr)
-        return SpeakerStatistics.of(r.T for r in rows)
+        return _enrolled(model, speaker_files, batch_size, size)
     if len(entries) >= 2:
         print(f"ser-predict: the {len(stages)} windows of these {len(entries)} files are taken as one speaker's "
               "clips (the model normalises per speaker); score each speaker's files in a call of their own",
               file=sys.stderr)
         return SpeakerStatistics.of(rows.T for rows in stages)
     return _pooled(model)
+
+
+def _enrolled(model: Model, speaker_files: list[Path], batch_size: int, size: int) -> SpeakerStatistics:
+    """The statistics of the windows of ``speaker_files`` (--speaker-stats), said on stderr."""
+    enrolment = [piece for chunk in _windowed_chunks(speaker_files, model.sample_rate, size, 256, model.min_samples)
+                 for _, _, pieces in chunk for piece in pieces]
+    if not enrolment:
+        raise UserError("--speaker-stats: none of its files could be read")
+    rows = _stage_outputs(model, enrolment, batch_size)
+    print(f"ser-predict: the speaker's statistics come from the {len(rows)} windows of --speaker-stats",
+          file=sys.stderr)
+    return SpeakerStatistics.of(r.T for r in rows)
 
 
 def _pooled(model: Model) -> SpeakerStatistics:
@@ -340,8 +344,8 @@ def main(argv=None) -> int:
         if args.stream:
             statistics = None
             if speaker_files and model.per_speaker:
-                statistics = _speaker_statistics(model, [], [], args.batch_size, speaker_files,
-                                                 max(1, int(args.window * model.sample_rate)))
+                statistics = _enrolled(model, speaker_files, args.batch_size,
+                                       max(1, int(args.window * model.sample_rate)))
             rows = stream(model, sys.stdin.buffer, args.window, args.hop, statistics)
         else:
             rows = predict(model, expand(args.inputs), args.batch_size, window_seconds=args.window,

@@ -139,8 +139,10 @@ class ExportedModel:
         return [clip[:, :n] for clip, n in zip(features, frames)]
 
     def readout(self, inputs, lengths, statistics):
-        feed = {"features" if self.reads == "stage" else "audio":
-                inputs if self.reads == "stage" else self._wide_enough(inputs), "lengths": lengths}
+        if self.reads == "stage":
+            feed = {"features": inputs, "lengths": lengths}
+        else:
+            feed = {"audio": self._wide_enough(inputs), "lengths": lengths}
         if self.per_speaker:
             feed |= {"speaker_mean": np.asarray(statistics.mean, dtype=np.float64),
                      "speaker_std": np.asarray(statistics.std, dtype=np.float64)}
