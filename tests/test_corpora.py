@@ -410,6 +410,47 @@ def test_feature_cache_is_built_once_per_front_end_and_crops_in_frames(corpora, 
     assert tuned.datasets["train"][0][0].dim() == 1 and len(list(features.glob("*.json"))) == 2
 
 
+def test_a_float16_feature_cache_holds_the_stage_output_rounded_to_float16(corpora, tmp_path, built_model):
+    from ser.data.cache import FeatureCache
+
+    stage = built_model("data.emotions=[anger,neutral]").frontend.frozen_stage()
+    paths = sorted(str(p) for p in corpora["cremad"].rglob("*.wav"))[:12]
+    waveforms = WaveformCache.open(paths, 16000, tmp_path / "cache")
+    full = FeatureCache.open(waveforms, stage, tmp_path / "cache")
+    half = FeatureCache.open(waveforms, stage, tmp_path / "cache", dtype="float16")
+    assert (full.dtype, half.dtype) == (np.float32, np.float16) and half.nbytes == full.nbytes // 2
+    for path in paths:
+        assert half[path].dtype == np.float32
+        np.testing.assert_array_equal(half[path], full[path].astype(np.float16).astype(np.float32))
+
+
+def test_a_feature_cache_built_in_shares_is_the_file_one_process_writes(corpora, tmp_path, built_model):
+    """Each process of a job computes its share; the first assembles them (here two threads
+    stand in for the two processes of trainer=ddp_sim, which tests/test_scale.py runs)."""
+    import threading
+
+    from ser.data.cache import FeatureCache, Shares
+
+    stage = built_model("data.emotions=[anger,neutral]").frontend.frozen_stage()
+    paths = sorted(str(p) for p in corpora["cremad"].rglob("*.wav"))[:15]
+    one = FeatureCache.open(WaveformCache.open(paths, 16000, tmp_path / "one"), stage, tmp_path / "one")
+    waveforms = WaveformCache.open(paths, 16000, tmp_path / "two")
+    barrier, opened = threading.Barrier(2), {}
+
+    def process(rank):
+        opened[rank] = FeatureCache.open(waveforms, stage, tmp_path / "two", shares=Shares(rank, 2, barrier.wait))
+    threads = [threading.Thread(target=process, args=(rank,)) for rank in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    two = opened[1]
+    assert two.data_file.read_bytes() == one.data_file.read_bytes()
+    assert two.data_file.with_suffix(".json").read_text() == one.data_file.with_suffix(".json").read_text()
+    assert sorted(p.name for p in two.data_file.parent.iterdir()) == sorted(p.name for p in one.data_file.parent.iterdir())
+    assert FeatureCache.open(waveforms, stage, tmp_path / "two", shares=Shares(0, 2, None)).offsets == one.offsets  # built
+
+
 def test_a_damaged_cache_is_rebuilt_with_a_warning_when_opened(tmp_path, caplog):
     root = crema_d(tmp_path / "c", actors=3)
     paths = sorted(str(p) for p in root.rglob("*.wav"))
@@ -419,12 +460,12 @@ def test_a_damaged_cache_is_rebuilt_with_a_warning_when_opened(tmp_path, caplog)
         handle.truncate(cache.nbytes // 2)
     with caplog.at_level(logging.WARNING):
         again = WaveformCache.open(paths, 16000, tmp_path / "cache")
-    assert "is damaged" in caplog.text and str(cache.data_file) in caplog.text
+    assert "cannot be read" in caplog.text and str(cache.data_file) in caplog.text
     assert all(np.array_equal(again[p], whole[p]) for p in paths)
     caplog.clear()
     with caplog.at_level(logging.WARNING):
         WaveformCache.open(paths, 16000, tmp_path / "cache")
-    assert "damaged" not in caplog.text  # intact now: opened as it is
+    assert "cannot be read" not in caplog.text  # intact now: opened as it is
 
 
 def test_two_processes_opening_one_cold_cache_build_it_once(tmp_path):

@@ -68,7 +68,8 @@ def test_training_on_the_cache_gives_the_logits_of_the_waveform(compose_cfg, tin
     dm = instantiate(cfg.data, emotions=module.classes, frontend=module.frontend)
     dm.prepare_data()
     dm.setup("fit")
-    waveforms, cache = dm._open_caches(dm.clips)
+    waveforms = dm._open_waveforms(dm.clips)
+    cache = dm._open_features(waveforms)
     assert cache.width == 3 * 32 and (tmp_path / "features").is_dir()
     paths = [c.path for c in dm.clips[:4]]
     with torch.no_grad():

@@ -91,11 +91,24 @@ def test_evaluate_a_checkpoint_on_another_corpus(trained, tmp_path, train_cli):
     assert (tmp_path / "eval" / "confusion_matrix.png").is_file()
 
 
-def test_ddp_with_two_cpu_processes_counts_every_test_clip_once(train_cli, tmp_path):
-    train_cli([*QUICK, "model=cnn_gru", "trainer=ddp_sim", "trainer.limit_test_batches=1.0", "data.eval_batch_size=7"],
-              tmp_path)
-    results = json.loads((tmp_path / "results.json").read_text())
+def test_ddp_with_two_cpu_processes_builds_the_log_mel_in_shares_and_counts_every_test_clip_once(
+        train_cli, compose_cfg, tmp_path):
+    from hydra.utils import instantiate
+
+    run = [*QUICK, "model=cnn_gru"]
+    proc = train_cli([*run, "trainer=ddp_sim", "trainer.limit_test_batches=1.0", "data.eval_batch_size=7",
+                      f"data.cache_dir={tmp_path / 'cache'}"], tmp_path / "run")
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert sum(map(sum, results["confusion_matrix"])) == results["n_test"]
+    output = proc.stdout + proc.stderr
+    assert "-part0of2" in output and "-part1of2" in output and "Assembled" in output
+    # The very cache one process builds, byte for byte.
+    cfg = compose_cfg([*run, f"data.cache_dir={tmp_path / 'one'}"])
+    module = instantiate(cfg.model)
+    instantiate(cfg.data, emotions=module.classes, frontend=module.frontend, task=module.task).prepare_data()
+    one, two = (sorted((tmp_path / name / "features").glob("*.rows")) for name in ("one", "cache"))
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 1
+    assert one[0].read_bytes() == two[0].read_bytes()
 
 
 def test_bf16_mixed_precision_on_cpu(train_cli, tmp_path):

@@ -26,6 +26,12 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     undecodable, gone, NaN or infinite samples), so that callers can skip the file with a
     clear message instead of crashing mid-epoch or training on NaN.
     """
+    return conditioned(*decode_mono(path), sample_rate)
+
+
+def decode_mono(path: str | Path) -> tuple[np.ndarray, int]:
+    """The file's samples mixed to mono as it holds them (float64, full scale 1.0), and its
+    rate; :class:`BadAudio` for anything unusable. :func:`load_mono`'s first half."""
     try:
         samples, native_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises several types for broken headers/payloads
@@ -34,7 +40,13 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
         raise BadAudio("no samples")
     if not np.isfinite(samples).all():
         raise BadAudio("non-finite samples (NaN or infinity)")
-    mono = centred(samples.mean(axis=1, dtype=np.float64))
+    return samples.mean(axis=1, dtype=np.float64), native_rate
+
+
+def conditioned(mono: np.ndarray, native_rate: int, sample_rate: int) -> np.ndarray:
+    """:func:`load_mono`'s second half: ``mono`` (float64, changed in place) centred and
+    resampled to ``sample_rate``, as float32 in [-1, 1]."""
+    mono = centred(mono)
     if native_rate != sample_rate:
         # soxr, not torchaudio: torchaudio builds a polyphase bank of size new/gcd, which for
         # TESS's 24414 Hz (gcd 2 with 16 kHz) takes seconds per clip; soxr takes milliseconds.
@@ -48,10 +60,17 @@ def centred(mono: np.ndarray) -> np.ndarray:
     A DC offset (a recorder's bias) is energy at 0 Hz that carries no emotion but lands in the
     lowest mel band and shifts every frame's level; speech itself has zero mean. ser-predict's
     stream applies this to each window, as if each were a file."""
-    mono -= mono.mean()
-    if (peak := np.abs(mono).max()) > 1.0:  # float formats can exceed full scale: keep the shape
-        mono /= peak
+    offset, divisor = centring(mono)
+    mono -= offset
+    mono /= divisor
     return mono
+
+
+def centring(mono: np.ndarray) -> tuple[float, float]:
+    """What :func:`centred` does to ``mono``: subtract this offset, then divide by this divisor
+    (the peak left after the subtraction where it exceeds full scale; else 1, which is exact)."""
+    offset = float(mono.mean())
+    return offset, max(1.0, float(np.abs(mono - offset).max()))
 
 
 def try_load_mono(path: str | Path, sample_rate: int) -> tuple[np.ndarray | None, str | None]:

@@ -1,10 +1,21 @@
 """Decode + resample + mono-mix once (and compute the model's frozen stage, e.g. the log-mel,
 once); every epoch after that reads one flat file.
 
-A cache holds the clips of a corpus end to end in one float32 file, each clip a run of rows
-of a fixed width: one sample per row for waveforms, one frame of ``n_mels`` values per row
-for log-mel features (time-major, so a crop is one contiguous read). A clip is one ``pread``
-of its byte range. The OS page cache holds the file once, shared by every DataLoader worker
+A cache holds the clips of a corpus end to end in one file, each clip a run of rows of a
+fixed width: one sample per row for waveforms, one frame of ``n_mels`` values per row for
+log-mel features (time-major, so a crop is one contiguous read). A clip is one ``pread`` of
+its byte range. The index names the type rows are stored as (readers always get float32):
+waveforms as int16 by default (half of float32), a frozen stage's output as float32 by default
+or float16 (``data.feature_cache``; what float16 moves a trained model's logits by is measured
+in ``benchmarks/caches.py``).
+
+An int16 waveform is lossless where it can be: a 16-bit (or 8-bit) PCM file at the model's rate (the
+public corpora, MSP-Podcast and IEMOCAP all are) is stored as its own samples with the
+offset and divisor :func:`ser.data.audio.centring` took off, so that reading it gives the
+very float32 samples :func:`~ser.data.audio.load_mono` gives (checked per clip while the cache
+is built). Anything else (a resampled, multichannel, 24-bit or float file) is stored rounded
+to 65,535 steps across the clip's own peak: within ``peak / 65534`` of ``load_mono``, 96 dB
+below the clip's peak. The OS page cache holds the file once, shared by every DataLoader worker
 and every parallel run, and no process's resident memory grows with the corpus: reading
 through a memory map instead puts every page a process touches into its RSS (the whole
 corpus after an epoch, in each worker), which is what per-process memory accounting such as
@@ -22,22 +33,29 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
-from rich.progress import track
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.text import Text
 from torch.nn.utils.rnn import pad_sequence
 
-from ser.data.audio import DECODE_THREADS, try_load_mono
+from ser.data.audio import DECODE_THREADS, BadAudio, centring, conditioned, decode_mono
 from ser.errors import UserError
 from ser.frontends.normalize import SpeakerNormalizer
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono)
+# 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono).
+# 3: rows stored as int16 (waveforms), float32 or float16 (features); the index
+#    names the format and the type, so that a cache of another format is rebuilt, never misread.
+FORMAT_VERSION = 3
+DATA_SUFFIX = ".rows"  # beside the index (.json)
+FULL_SCALE = 32768  # 16-bit PCM: a sample of value q is q / 32768 (how soundfile reads it)
 
 
 class FrozenStage(Protocol):
@@ -63,8 +81,8 @@ class FrozenStage(Protocol):
         ...
 
 
-def cache_key(paths: list[str], sample_rate: int) -> str:
-    digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}".encode())
+def cache_key(paths: list[str], sample_rate: int, dtype: str) -> str:
+    digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}:{dtype}".encode())
     for path in paths:
         try:
             stat = os.stat(path)
@@ -75,15 +93,53 @@ def cache_key(paths: list[str], sample_rate: int) -> str:
     return digest.hexdigest()[:16]
 
 
+class Pcm16(NamedTuple):
+    """A clip as an int16 waveform cache stores it: float32 samples are
+    ``clip((samples * scale - offset) / divisor, -1, 1)``, computed in float64."""
+
+    samples: np.ndarray  # int16
+    scale: float
+    offset: float = 0.0
+    divisor: float = 1.0
+
+    def restored(self) -> np.ndarray:
+        x = self.samples * self.scale  # float64: every step below is exact or rounds once, as load_mono does
+        x -= self.offset
+        x /= self.divisor
+        return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+    @classmethod
+    def of(cls, source: np.ndarray, source_rate: int, sample_rate: int) -> Pcm16:
+        """The clip ``load_mono`` makes of ``source`` (a file's mono samples, float64, at
+        ``source_rate``): its own 16-bit samples where they give it exactly, else rounded."""
+        samples = conditioned(source.copy(), source_rate, sample_rate)
+        if source_rate == sample_rate:
+            steps = source * FULL_SCALE
+            if steps.min() >= -FULL_SCALE and steps.max() < FULL_SCALE and np.array_equal(steps, np.round(steps)):
+                exact = cls(steps.astype(np.int16), 1 / FULL_SCALE, *centring(source))
+                if np.array_equal(exact.restored(), samples):  # checked, not assumed
+                    return exact
+        return cls.rounded(samples)
+
+    @classmethod
+    def rounded(cls, samples: np.ndarray) -> Pcm16:
+        """float32 samples in [-1, 1] rounded to 65,535 steps across their peak (error <= peak / 65534)."""
+        peak = float(np.abs(samples).max())
+        scale = peak / (FULL_SCALE - 1) if peak > 0 else 1.0
+        return cls(np.round(samples.astype(np.float64) / scale).astype(np.int16), scale)
+
+
 class ClipCache:
     """Read-only view of a built cache: ``cache[path]`` is that clip's rows (float32)."""
 
     def __init__(self, data_file: Path, offsets: dict[str, tuple[int, int]], failed: dict[str, str],
-                 width: int = 1):
+                 width: int = 1, dtype: str = "float32", pcm: dict[str, tuple[float, float, float]] | None = None):
         self.data_file = data_file
         self.offsets = offsets  # path -> (first row, number of rows)
         self.failed = failed  # path -> why it could not be decoded
         self.width = width  # values per row: 1 (a waveform sample) or n_mels (a feature frame)
+        self.dtype = np.dtype(dtype)  # how rows are stored; read() returns float32
+        self.pcm = pcm or {}  # int16 waveforms: path -> (scale, offset, divisor) of its Pcm16
         self._fd, self._pid = None, None
 
     def __contains__(self, path: str) -> bool:
@@ -101,11 +157,14 @@ class ClipCache:
         ``[rows]`` for waveforms, ``[rows, width]`` for features."""
         first, length = self.offsets[path]
         count = length - start if count is None else min(count, length - start)
-        rows = np.empty((count, self.width) if self.width > 1 else count, dtype=np.float32)
-        got = os.preadv(self._descriptor(), [memoryview(rows).cast("B")], 4 * self.width * (first + start))
+        rows = np.empty((count, self.width) if self.width > 1 else count, dtype=self.dtype)
+        row_bytes = self.dtype.itemsize * self.width
+        got = os.preadv(self._descriptor(), [memoryview(rows).cast("B")], row_bytes * (first + start))
         if got != rows.nbytes:
             raise OSError(f"the cache {self.data_file} is truncated; delete it to rebuild")
-        return rows
+        if path in self.pcm:
+            return Pcm16(rows, *self.pcm[path]).restored()
+        return rows.astype(np.float32, copy=False)
 
     @property
     def nbytes(self) -> int:
@@ -123,8 +182,9 @@ class ClipCache:
     @classmethod
     def load(cls, base: Path) -> ClipCache:
         index = json.loads(base.with_suffix(".json").read_text())
-        offsets = {p: (int(s), int(n)) for p, s, n in index["clips"]}
-        return cls(base.with_suffix(".f32"), offsets, index["failed"], index.get("width", 1))
+        offsets = {p: (int(s), int(n)) for p, s, n, *_ in index["clips"]}
+        pcm = {p: tuple(gain) for p, _, _, *gain in index["clips"] if gain}
+        return cls(base.with_suffix(DATA_SUFFIX), offsets, index["failed"], index["width"], index["dtype"], pcm)
 
 
 class ResidentRows:
@@ -134,24 +194,24 @@ class ResidentRows:
     CHUNK_BYTES = 64 * 2**20  # read and sent in pieces: the host never holds the whole cache
 
     def __init__(self, rows: torch.Tensor):
-        self.rows = rows  # [rows, width] or [rows]
+        self.rows = rows  # [rows, width] or [rows], float32
 
     @classmethod
     def load(cls, cache: ClipCache, device: torch.device | str) -> ResidentRows:
-        total = cache.nbytes // (4 * cache.width)
+        total = sum(rows for _, rows in cache.offsets.values())
         shape = (total, cache.width) if cache.width > 1 else (total,)
+        size = 4 * cache.width * total
         try:
             rows = torch.empty(shape, dtype=torch.float32, device=device)
         except torch.OutOfMemoryError:
-            raise UserError(f"data.cache_on_device: the cache ({cache.nbytes / 1e9:.1f} GB) does not fit in "
+            raise UserError(f"data.cache_on_device: the cache ({size / 1e9:.1f} GB as float32) does not fit in "
                             f"the free memory of {device}; set data.cache_on_device=auto (holds it only "
                             "where it fits) or false (loader workers read it)") from None
-        step = max(1, cls.CHUNK_BYTES // (4 * cache.width))
-        with open(cache.data_file, "rb") as handle:
-            for first in range(0, total, step):
-                chunk = np.fromfile(handle, dtype=np.float32, count=min(step, total - first) * cache.width)
-                rows[first : first + step].copy_(torch.from_numpy(chunk).view(-1, *shape[1:]))
-        log.info("Holding the cache %s on %s (%.2f GB)", cache.data_file.name, device, cache.nbytes / 1e9)
+        filled = 0
+        for block in float_blocks(cache, cls.CHUNK_BYTES):
+            rows[filled : filled + len(block)].copy_(torch.from_numpy(block))
+            filled += len(block)
+        log.info("Holding the cache %s on %s (%.2f GB)", cache.data_file.name, device, size / 1e9)
         return cls(rows)
 
     def gather(self, starts: torch.Tensor, lengths: torch.Tensor, longest: int) -> torch.Tensor:
@@ -168,18 +228,42 @@ class ResidentRows:
         return clips * real
 
 
+def float_blocks(cache: ClipCache, nbytes: int) -> Iterator[np.ndarray]:
+    """Every row of ``cache`` in order, as float32 blocks of about ``nbytes``: clip by clip
+    through :meth:`ClipCache.read`, the one decoder of stored rows."""
+    block, size = [], 0
+    for path in sorted(cache.offsets, key=lambda p: cache.offsets[p][0]):
+        block.append(cache.read(path))
+        size += block[-1].nbytes
+        if size >= nbytes:
+            yield np.concatenate(block)
+            block, size = [], 0
+    if block:
+        yield np.concatenate(block)
+
+
 class WaveformCache(ClipCache):
     """Every clip decoded, mixed to mono and resampled once: one sample per row."""
 
     @classmethod
-    def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
-        """Load the cache for exactly these files, building it first if needed."""
-        base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate)
+    def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path, dtype: str = "int16") -> WaveformCache:
+        """Load the cache for exactly these files, building it first if needed, rows stored as
+        ``dtype`` (int16: see the module's docstring; float32: as :func:`load_mono` returns them)."""
+        base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate, dtype)
+
+        def decode(path: str) -> tuple[np.ndarray | Pcm16 | None, str | None]:
+            try:
+                source, source_rate = decode_mono(path)
+            except BadAudio as err:
+                return None, str(err)
+            if dtype == "int16":
+                return Pcm16.of(source, source_rate, sample_rate), None
+            return conditioned(source, source_rate, sample_rate), None
 
         def build():
             with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-                results = pool.map(lambda path: try_load_mono(path, sample_rate), paths)
-                write(base, zip(paths, results), len(paths), "Decoding audio into the cache",
+                results = ordered_map(pool, decode, paths, ahead=4 * DECODE_THREADS)
+                write(base, zip(paths, results), len(paths), "Decoding audio into the cache", dtype,
                       sample_rate=sample_rate)
         built_once(base, build)
         return cls.load(base)
@@ -192,24 +276,91 @@ class FeatureCache(ClipCache):
 
     @classmethod
     def open(cls, waveforms: WaveformCache, stage: FrozenStage, cache_dir: str | Path,
-             device: torch.device | None = None) -> FeatureCache:
+             device: torch.device | None = None, dtype: str = "float32", shares: Shares | None = None) -> FeatureCache:
         """Load the features of every clip in ``waveforms``, computing them first if needed
-        (on ``device``, where the model will train; default: where the stage is)."""
-        spec = {"waveforms": waveforms.data_file.stem, **stage.cache_key()}
+        (on ``device``, where the model will train; default: where the stage is), stored as
+        ``dtype`` (float32 or float16). ``shares``: every process of the job calls this, and
+        each computes its share of the clips (see :func:`built_in_shares`)."""
+        spec = {"waveforms": waveforms.data_file.stem, "dtype": dtype, **stage.cache_key()}
         key = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
         base = Path(cache_dir).expanduser() / "features" / key
-        paths = list(waveforms.offsets)
+        order = sorted(waveforms.offsets, key=waveforms.length)  # batches of similar length: little padding
 
-        def build():
-            size = stage.estimated_bytes(sum(waveforms.length(p) for p in paths), len(paths))
+        def build(target: Path, paths: list[str], description: str):
+            float32_bytes = stage.estimated_bytes(sum(waveforms.length(p) for p in paths), len(paths))
             log.info("Computing %s once for %d clips into %s (about %s)", stage.description, len(paths),
-                     base.with_suffix(".f32"), human_size(size))
+                     target.with_suffix(DATA_SUFFIX), human_size(float32_bytes * np.dtype(dtype).itemsize // 4))
             if device is not None:
                 stage.to(device)
-            write(base, computed_once(waveforms, paths, stage), len(paths),
-                  f"Computing {stage.description} once", width=stage.width, spec=spec)
-        built_once(base, build)
+            write(target, computed_once(waveforms, paths, stage), len(paths), description, dtype,
+                  width=stage.width, spec=spec)
+
+        description = f"Computing {stage.description} once"
+        if shares is None or shares.count == 1:
+            built_once(base, lambda: build(base, order, description))
+        else:
+            built_in_shares(base, order, shares, lambda part, share: build(
+                part, share, f"{description} (share {shares.rank + 1} of {shares.count})"))
         return cls.load(base)
+
+
+class Shares(NamedTuple):
+    """This process's place among the processes of a job (DDP) that build a cache together."""
+
+    rank: int  # 0 .. count - 1
+    count: int
+    barrier: Callable[[], None]  # returns once every process of the job has called it
+
+
+def built_in_shares(base: Path, order: list[str], shares: Shares, build: Callable[[Path, list[str]], None]) -> None:
+    """Make sure an intact cache of the clips ``order`` lies at ``base``, every process of the
+    job building ``order[rank::count]`` with ``build(part, share)`` into a part beside it (each
+    device busy, none waiting), then the first assembling the parts into the cache, byte for
+    byte the file one process would have written. Called by every process at once: all find the
+    cache intact, or all build."""
+    if base.with_suffix(".json").is_file() and damage(base) is None:
+        return
+    part = share_part(base, shares.rank, shares.count)
+    build(part, order[shares.rank :: shares.count])
+    shares.barrier()
+    if shares.rank == 0:
+        parts = [share_part(base, rank, shares.count) for rank in range(shares.count)]
+        with open(base.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            assemble(base, order, parts)
+    shares.barrier()
+
+
+def share_part(base: Path, rank: int, count: int) -> Path:
+    return base.with_name(f"{base.name}-part{rank}of{count}")
+
+
+def assemble(base: Path, order: list[str], parts: list[Path]) -> None:
+    """Write the cache at ``base`` from the caches ``parts``, its clips in ``order``: each clip's
+    stored bytes copied as they are, one clip in memory at a time; the parts then removed."""
+    caches = [ClipCache.load(part) for part in parts]
+    where = {path: cache for cache in caches for path in cache.offsets}
+    first = caches[0]
+    row_bytes = first.dtype.itemsize * first.width
+    tmp_data = base.with_suffix(f"{DATA_SUFFIX}.{os.getpid()}.tmp")
+    clips, offset = [], 0
+    with open(tmp_data, "wb") as out:
+        for path in order:
+            cache = where[path]
+            start, rows = cache.offsets[path]
+            out.write(os.pread(cache._descriptor(), rows * row_bytes, start * row_bytes))
+            clips.append((path, offset, rows, *cache.pcm.get(path, ())))
+            offset += rows
+    info = json.loads(parts[0].with_suffix(".json").read_text())
+    failed = {p: why for cache in caches for p, why in cache.failed.items()}
+    os.replace(tmp_data, base.with_suffix(DATA_SUFFIX))
+    tmp_index = base.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp_index.write_text(json.dumps({**info, "total": offset, "clips": clips, "failed": failed}))
+    os.replace(tmp_index, base.with_suffix(".json"))
+    for part in parts:
+        for suffix in (DATA_SUFFIX, ".json", ".lock"):
+            part.with_suffix(suffix).unlink(missing_ok=True)
+    log.info("Assembled %d clips from %d shares at %s", len(clips), len(parts), base.with_suffix(DATA_SUFFIX))
 
 
 class SpeakerNormalised(ClipCache):
@@ -241,7 +392,8 @@ class SpeakerNormalised(ClipCache):
         def build():
             totals = speaker_totals(features, speaker_of, normalizer)
             normalised = normalised_by_speaker(features, speaker_of, normalizer, totals, pooled_from)
-            write(base, normalised, len(speaker_of), "Normalising features per speaker", width=features.width,
+            write(base, normalised, len(speaker_of), "Normalising features per speaker", features.dtype.name,
+                  width=features.width,
                   spec=spec, speaker_moments={name: total.tolist() for name, total in totals.items()})
         built_once(base, build)
         cache = cls.load(base)
@@ -291,19 +443,23 @@ def built_once(base: Path, build) -> None:
             problem = damage(base)
             if problem is None:
                 return
-            log.warning("The cache %s is damaged (%s): rebuilding it", base.with_suffix(".f32"), problem)
+            log.warning("The cache %s cannot be read (%s): rebuilding it", base.with_suffix(DATA_SUFFIX), problem)
             index.unlink()
         build()
 
 
 def damage(base: Path) -> str | None:
-    """What is wrong with the cache at ``base`` (None: its data file has every row its index lists)."""
+    """What is wrong with the cache at ``base`` (None: of this format, and its data file has
+    every row its index lists)."""
     try:
         index = json.loads(base.with_suffix(".json").read_text())
-        expected = 4 * index.get("width", 1) * sum(int(rows) for _, _, rows in index["clips"])
+        if (written := index.get("format")) != FORMAT_VERSION:
+            return f"written in format {written or '2 or older'}; this version of ser reads format {FORMAT_VERSION}"
+        row_bytes = np.dtype(index["dtype"]).itemsize * index["width"]
+        expected = row_bytes * sum(int(rows) for _, _, rows, *_ in index["clips"])
     except (ValueError, KeyError, TypeError) as err:
         return f"unreadable index: {err}"
-    data = base.with_suffix(".f32")
+    data = base.with_suffix(DATA_SUFFIX)
     if not data.is_file():
         return "no data file"
     if (size := data.stat().st_size) != expected:
@@ -328,23 +484,55 @@ def human_size(nbytes: int) -> str:
     return f"{nbytes / 2**30:.1f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
 
 
-def write(base: Path, results: Iterable[tuple[str, tuple[np.ndarray | None, str | None]]], total: int,
-          description: str, width: int = 1, **info) -> None:
-    """Write (path, (rows, None) or (None, why it failed)) into the cache at ``base``."""
+def ordered_map(pool: Executor, function: Callable, items: Iterable, ahead: int) -> Iterator:
+    """``pool.map`` with at most ``ahead`` calls in flight: ``Executor.map`` submits every item
+    at once, so its queue of calls and their finished results grows with the corpus."""
+    pending = deque()
+    for item in items:
+        pending.append(pool.submit(function, item))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class ClipsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:.1f} clips/s" if task.speed else "", style="progress.data.speed")
+
+
+def building(results: Iterable, total: int, description: str) -> Iterator:
+    """``results`` with a progress bar that says how many clips a second go into a cache."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), ClipsPerSecond(),
+               TimeRemainingColumn())
+    with Progress(*columns, transient=True) as progress:
+        yield from progress.track(results, total=total, description=description)
+
+
+def write(base: Path, results: Iterable[tuple[str, tuple[np.ndarray | Pcm16 | None, str | None]]], total: int,
+          description: str, dtype: str, width: int = 1, **info) -> None:
+    """Write (path, (rows, None) or (None, why it failed)) into the cache at ``base``, rows
+    stored as ``dtype`` (int16: each a :class:`Pcm16`)."""
     base.parent.mkdir(parents=True, exist_ok=True)
-    tmp_data = base.with_suffix(f".f32.{os.getpid()}.tmp")
+    tmp_data = base.with_suffix(f"{DATA_SUFFIX}.{os.getpid()}.tmp")
     clips, failed, offset = [], {}, 0
     with open(tmp_data, "wb") as out:
-        for path, (rows, error) in track(results, total=total, description=description, transient=True):
+        for path, (rows, error) in building(results, total, description):
             if error is not None:
                 failed[path] = error
                 continue
-            out.write(np.ascontiguousarray(rows, dtype=np.float32).tobytes())
-            clips.append((path, offset, len(rows)))
-            offset += len(rows)
+            if isinstance(rows, Pcm16):
+                out.write(rows.samples.tobytes())
+                clips.append((path, offset, len(rows.samples), rows.scale, rows.offset, rows.divisor))
+            else:
+                out.write(np.ascontiguousarray(rows, dtype=dtype).tobytes())
+                clips.append((path, offset, len(rows)))
+            offset += clips[-1][2]
     # Data first, index last, each renamed into place: a present index means a whole cache.
-    os.replace(tmp_data, base.with_suffix(".f32"))
+    os.replace(tmp_data, base.with_suffix(DATA_SUFFIX))
     tmp_index = base.with_suffix(f".json.{os.getpid()}.tmp")
-    tmp_index.write_text(json.dumps({**info, "width": width, "total": offset, "clips": clips, "failed": failed}))
+    tmp_index.write_text(json.dumps({**info, "format": FORMAT_VERSION, "dtype": dtype, "width": width,
+                                     "total": offset, "clips": clips, "failed": failed}))
     os.replace(tmp_index, base.with_suffix(".json"))
-    log.info("Cached %d clips (%d rows of %d) at %s", len(clips), offset, width, base.with_suffix(".f32"))
+    log.info("Cached %d clips (%d rows of %d, %s) at %s", len(clips), offset, width, dtype,
+             base.with_suffix(DATA_SUFFIX))

@@ -42,6 +42,7 @@ from ser.data.cache import (
     FeatureCache,
     FrozenStage,
     ResidentRows,
+    Shares,
     SpeakerNormalised,
     WaveformCache,
 )
@@ -115,6 +116,8 @@ class SERDataModule(L.LightningDataModule):
         cache_dir: str = ".cache",
         precompute_features: bool = True,
         cache_on_device: bool | str = "auto",
+        waveform_cache: str = "int16",
+        feature_cache: str = "float32",
     ):
         """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable);
         ``task``: the model's task (None: categories of ``emotions``, as class indices)."""
@@ -123,7 +126,8 @@ class SERDataModule(L.LightningDataModule):
                            test_fraction=test_fraction, fold=fold, num_folds=num_folds,
                            batch_size=batch_size, eval_batch_size=eval_batch_size,
                            num_workers=num_workers, max_seconds=max_seconds, eval_crop=eval_crop,
-                           cache_on_device=cache_on_device, split_file=split_file)
+                           cache_on_device=cache_on_device, split_file=split_file,
+                           waveform_cache=waveform_cache, feature_cache=feature_cache)
         self.corpus, self.root = corpus, root
         self.classes = list(emotions)
         self.task = task
@@ -147,6 +151,7 @@ class SERDataModule(L.LightningDataModule):
         self.eval_crop, self.cache_dir = eval_crop, cache_dir
         corpus.check_available(root)
         self.cache_on_device = cache_on_device
+        self.waveform_cache, self.feature_cache = waveform_cache, feature_cache
         self.resident: ResidentRows | None = None  # the rows on the device, once the first batch arrives
         self.clips: list[Clip] = []
         self.assignment: list[str] = []
@@ -154,10 +159,13 @@ class SERDataModule(L.LightningDataModule):
 
     # -- preparation -----------------------------------------------------------------------
     def prepare_data(self):
-        """Runs once per machine: generate (synthetic) data and build the caches."""
+        """Runs once per machine: generate (synthetic) data and build the caches (in a job of
+        several processes, the frozen stage's cache is built in :meth:`setup`, a share by each)."""
         self.corpus.prepare(self.root)
         self._skip_costly_stage_in_a_quick_run()
-        self._open_caches(self._scan())
+        waveforms = self._open_waveforms(self._scan())
+        if self._shares() is None:
+            self._open_features(waveforms)
 
     def _skip_costly_stage_in_a_quick_run(self) -> None:
         """A run that touches a few batches only (fast_dev_run, limit_*_batches < all) does not
@@ -178,7 +186,8 @@ class SERDataModule(L.LightningDataModule):
             return
         self._skip_costly_stage_in_a_quick_run()
         clips = self._scan()
-        waveforms, cache = self._open_caches(clips)
+        waveforms = self._open_waveforms(clips)
+        cache = self._open_features(waveforms)
         self.clips = self._usable(clips, waveforms)
         self.assignment = self._assign(self.clips)
         if self.by_speaker:
@@ -234,15 +243,25 @@ class SERDataModule(L.LightningDataModule):
             self.resident = ResidentRows.load(self.datasets["train"].cache, batch.starts.device)
         return self.resident.gather(batch.starts, batch.lengths, batch.longest), batch.lengths, batch.labels
 
-    def _open_caches(self, clips: list[Clip]) -> tuple[WaveformCache, ClipCache]:
-        """(the waveform cache, the cache the loaders read: the frozen stage's, if any),
-        built first where missing."""
-        waveforms = WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
+    def _open_waveforms(self, clips: list[Clip]) -> WaveformCache:
+        return WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir, self.waveform_cache)
+
+    def _open_features(self, waveforms: WaveformCache) -> ClipCache:
+        """The cache the loaders read: the frozen stage's (None: the waveforms), built first
+        where missing, by every process of the job in shares where there are several."""
         if self.frozen_stage is None:
-            return waveforms, waveforms
+            return waveforms
         # Where the model will train: a frozen encoder computes its states on the GPU.
         device = self.trainer.strategy.root_device if self.trainer is not None else None
-        return waveforms, FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir, device)
+        return FeatureCache.open(waveforms, self.frozen_stage, self.cache_dir, device, self.feature_cache,
+                                 self._shares())
+
+    def _shares(self) -> Shares | None:
+        """This process's share of a cache build when the job has several processes (DDP)."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return None
+        return Shares(trainer.global_rank, trainer.world_size, trainer.strategy.barrier)
 
     def _scan(self) -> list[Clip]:
         """The clips the task can learn from: with a category of ``classes`` and/or attribute
