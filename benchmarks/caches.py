@@ -1,17 +1,17 @@
-"""What the cache types (``data.waveform_cache``, ``data.feature_cache``) save and cost.
+"""What the cache types save and cost: the waveform cache (16-bit files at the model's rate
+as int16, any other as float32, both exact) and a float16 feature cache (``data.feature_cache``).
 
-For each speech source (the built-in corpus: 16-bit files at 16 kHz, which an int16 cache holds
-exactly; eSpeak NG actors in RAVDESS's layout: 48 kHz, resampled, so rounded to int16), a log-mel
-model is trained with train.py's own code on all-float32 caches, then its test speakers are
-scored from caches built three ways: all float32; int16 waveforms + float32 log-mel (the
-default); int16 waveforms + float16 log-mel. Per way: build clips/s (decode, log-mel, per-speaker
-normalisation), disk per hour of audio of each cache, test UAR, and against all-float32 the
-largest difference of a probability and of a logit, and the share of predictions that change.
+For each speech source (the built-in corpus: 16-bit files at 16 kHz; eSpeak NG actors in
+RAVDESS's layout: 48 kHz, so resampled and stored as float32), a log-mel model is trained with
+train.py's own code on float32 features, then its test speakers are scored from caches built
+with each feature type. Per type: build clips/s (decode, log-mel, per-speaker normalisation),
+disk per hour of audio of each cache and of the waveforms as float32, test UAR, and against
+float32 the largest difference of a probability and of a logit, and the predictions changed.
 
     python benchmarks/caches.py [--sources synthetic espeak] [--model cnn_gru] [--epochs 4]
 
 ser-export refuses an export whose probabilities differ from the checkpoint's by more than
-1e-4; a cache type that moves the test step's probabilities by more than that would break the
+1e-4; a feature type that moves the test step's probabilities by that much would break the
 promise that the export answers as the test step scored.
 """
 
@@ -26,12 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-from common import compose, machine
 from generalisation import EMOTIONS, QUIET, SOURCES
 
+from common import compose, machine
 
-WAYS = {"float32": ("float32", "float32"), "default": ("int16", "float32"), "float16": ("int16", "float16")}
+TYPES = ("float32", "float16")
 
 
 def built_datamodule(cfg, module):
@@ -71,27 +70,29 @@ def cache_sizes(cache_dir: Path) -> dict[str, int]:
 
 
 def measure(source: str, model: str, epochs: int, work: Path) -> list[str]:
+    from ser.data.cache import WaveformCache
     from ser.module import SERModule
     from ser.train import run
 
     overrides = [*SOURCES[source](work), f"data.emotions=[{','.join(EMOTIONS)}]", f"model={model}",
                  f"trainer.max_epochs={epochs}", "seed=0", *QUIET]
-    types = lambda way: [f"data.waveform_cache={WAYS[way][0]}", f"data.feature_cache={WAYS[way][1]}"]  # noqa: E731
-    run(compose([*overrides, *types("float32"), f"paths.output_dir={work / 'run'}"]))
+    run(compose([*overrides, f"paths.output_dir={work / 'run'}"]))
     module = SERModule.from_checkpoint(work / "run" / "checkpoints" / "last.ckpt").eval()
     rows, scored = [], {}
-    for way in WAYS:
-        cache_dir = work / f"cache-{way}"
-        datamodule, seconds = built_datamodule(compose([*overrides, *types(way), f"data.cache_dir={cache_dir}"]),
-                                               module)
+    for kind in TYPES:
+        cache_dir = work / f"cache-{kind}"
+        datamodule, seconds = built_datamodule(compose([*overrides, f"data.feature_cache={kind}",
+                                                        f"data.cache_dir={cache_dir}"]), module)
         sizes = cache_sizes(cache_dir)
-        samples = sizes["waveforms"] / (2 if WAYS[way][0] == "int16" else 4)
-        per_hour = " / ".join(f"{sizes[k] / (samples / module.frontend.sample_rate / 3600) / 2**20:.0f}"
-                              for k in ("waveforms", "features", "by_speaker") if k in sizes)
-        logits, labels = scored[way] = test_logits(module, datamodule)
+        waveforms = WaveformCache.open([c.path for c in datamodule.clips], datamodule.sample_rate, cache_dir)
+        hours = sum(map(waveforms.length, waveforms.offsets)) / datamodule.sample_rate / 3600
+        per_hour = " / ".join(f"{size / hours / 2**20:.0f}" for size in
+                              (sizes["waveforms"], 4 * hours * 3600 * datamodule.sample_rate, sizes["features"],
+                               sizes.get("by_speaker", 0)))
+        logits, labels = scored[kind] = test_logits(module, datamodule)
         reference = scored["float32"][0]
         probability = np.abs(probabilities(logits) - probabilities(reference)).max()
-        rows.append(f"| {source} | {' + '.join(WAYS[way])} | {len(datamodule.clips) / seconds:.0f} | {per_hour} | "
+        rows.append(f"| {source} | {kind} | {len(datamodule.clips) / seconds:.0f} | {per_hour} | "
                     f"{uar(logits, labels):.3f} | {probability:.1e} | {np.abs(logits - reference).max():.1e} | "
                     f"{np.mean(logits.argmax(1) != reference.argmax(1)):.1%} of {len(labels)} |")
     return rows
@@ -107,8 +108,8 @@ def main():
     warnings.filterwarnings("ignore")
     print(machine())
     print(f"model={args.model}, {args.epochs} epochs, trained on float32 caches")
-    print("| source | waveforms + log-mel | build clips/s | MiB per hour of audio (waveforms / log-mel / per "
-          "speaker) | test UAR | largest probability difference | largest logit difference | predictions changed |")
+    print("| source | log-mel stored as | build clips/s | MiB per hour of audio: waveforms (as float32) / log-mel / "
+          "per speaker | test UAR | largest probability difference | largest logit difference | predictions changed |")
     print("|---|---|---:|---|---:|---:|---:|---:|")
     for source in args.sources:
         with tempfile.TemporaryDirectory() as work:

@@ -451,6 +451,25 @@ def test_a_feature_cache_built_in_shares_is_the_file_one_process_writes(corpora,
     assert FeatureCache.open(waveforms, stage, tmp_path / "two", shares=Shares(0, 2, None)).offsets == one.offsets  # built
 
 
+def test_a_cache_build_keeps_a_bounded_number_of_clips_in_flight_and_shows_clips_per_second():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ser.data.cache import ClipsPerSecond, ordered_map
+
+    taken = []
+
+    def paths():  # a corpus of any size: Executor.map would take every path before the first result
+        for i in range(10_000):
+            taken.append(i)
+            yield i
+    with ThreadPoolExecutor(2) as pool:
+        results = ordered_map(pool, lambda i: i * i, paths(), ahead=8)
+        assert [next(results) for _ in range(3)] == [0, 1, 4] and len(taken) <= 8 + 3
+        assert sum(results) == sum(i * i for i in range(3, 10_000))
+    assert str(ClipsPerSecond().render(SimpleNamespace(speed=212.37))) == "212.4 clips/s"
+    assert str(ClipsPerSecond().render(SimpleNamespace(speed=None))) == ""  # before the first clip
+
+
 def test_a_damaged_cache_is_rebuilt_with_a_warning_when_opened(tmp_path, caplog):
     root = crema_d(tmp_path / "c", actors=3)
     paths = sorted(str(p) for p in root.rglob("*.wav"))

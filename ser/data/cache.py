@@ -4,18 +4,16 @@ once); every epoch after that reads one flat file.
 A cache holds the clips of a corpus end to end in one file, each clip a run of rows of a
 fixed width: one sample per row for waveforms, one frame of ``n_mels`` values per row for
 log-mel features (time-major, so a crop is one contiguous read). A clip is one ``pread`` of
-its byte range. The index names the type rows are stored as (readers always get float32):
-waveforms as int16 by default (half of float32), a frozen stage's output as float32 by default
-or float16 (``data.feature_cache``; what float16 moves a trained model's logits by is measured
-in ``benchmarks/caches.py``).
+its byte range. Readers always get float32, exactly what was computed (or, for a float16
+feature cache, that rounded to float16: ``data.feature_cache``, measured in
+``benchmarks/caches.py``); the index says how each clip is stored.
 
-An int16 waveform is lossless where it can be: a 16-bit (or 8-bit) PCM file at the model's rate (the
-public corpora, MSP-Podcast and IEMOCAP all are) is stored as its own samples with the
-offset and divisor :func:`ser.data.audio.centring` took off, so that reading it gives the
-very float32 samples :func:`~ser.data.audio.load_mono` gives (checked per clip while the cache
-is built). Anything else (a resampled, multichannel, 24-bit or float file) is stored rounded
-to 65,535 steps across the clip's own peak: within ``peak / 65534`` of ``load_mono``, 96 dB
-below the clip's peak. The OS page cache holds the file once, shared by every DataLoader worker
+A waveform is stored in half the space wherever that loses nothing: a 16-bit (or 8-bit) PCM
+file at the model's rate (CREMA-D, EmoDB, IEMOCAP and MSP-Podcast all are) as its own int16
+samples with the offset and divisor :func:`ser.data.audio.centring` took off, from which the
+very float32 samples of :func:`~ser.data.audio.load_mono` are restored (checked per clip while
+the cache is built); any other file (resampled, multichannel, 24-bit, float) as float32. So
+training reads exactly what ``ser-predict`` decodes from the same file. The OS page cache holds the file once, shared by every DataLoader worker
 and every parallel run, and no process's resident memory grows with the corpus: reading
 through a memory map instead puts every page a process touches into its RSS (the whole
 corpus after an epoch, in each worker), which is what per-process memory accounting such as
@@ -41,7 +39,14 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 from torch.nn.utils.rnn import pad_sequence
 
@@ -51,7 +56,7 @@ from ser.frontends.normalize import SpeakerNormalizer
 
 log = logging.getLogger(__name__)
 # 2: DC offset removed, peaks beyond full scale scaled back (audio.load_mono).
-# 3: rows stored as int16 (waveforms), float32 or float16 (features); the index
+# 3: 16-bit waveforms stored as int16, features as float32 or float16; the index
 #    names the format and the type, so that a cache of another format is rebuilt, never misread.
 FORMAT_VERSION = 3
 DATA_SUFFIX = ".rows"  # beside the index (.json)
@@ -81,8 +86,8 @@ class FrozenStage(Protocol):
         ...
 
 
-def cache_key(paths: list[str], sample_rate: int, dtype: str) -> str:
-    digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}:{dtype}".encode())
+def cache_key(paths: list[str], sample_rate: int) -> str:
+    digest = hashlib.sha1(f"v{FORMAT_VERSION}:{sample_rate}".encode())
     for path in paths:
         try:
             stat = os.stat(path)
@@ -94,7 +99,7 @@ def cache_key(paths: list[str], sample_rate: int, dtype: str) -> str:
 
 
 class Pcm16(NamedTuple):
-    """A clip as an int16 waveform cache stores it: float32 samples are
+    """A clip as a waveform cache stores a 16-bit file: its float32 samples are
     ``clip((samples * scale - offset) / divisor, -1, 1)``, computed in float64."""
 
     samples: np.ndarray  # int16
@@ -103,30 +108,24 @@ class Pcm16(NamedTuple):
     divisor: float = 1.0
 
     def restored(self) -> np.ndarray:
-        x = self.samples * self.scale  # float64: every step below is exact or rounds once, as load_mono does
+        x = self.samples * self.scale  # float64, then each step as load_mono takes it
         x -= self.offset
         x /= self.divisor
         return np.clip(x, -1.0, 1.0).astype(np.float32)
 
-    @classmethod
-    def of(cls, source: np.ndarray, source_rate: int, sample_rate: int) -> Pcm16:
-        """The clip ``load_mono`` makes of ``source`` (a file's mono samples, float64, at
-        ``source_rate``): its own 16-bit samples where they give it exactly, else rounded."""
-        samples = conditioned(source.copy(), source_rate, sample_rate)
-        if source_rate == sample_rate:
-            steps = source * FULL_SCALE
-            if steps.min() >= -FULL_SCALE and steps.max() < FULL_SCALE and np.array_equal(steps, np.round(steps)):
-                exact = cls(steps.astype(np.int16), 1 / FULL_SCALE, *centring(source))
-                if np.array_equal(exact.restored(), samples):  # checked, not assumed
-                    return exact
-        return cls.rounded(samples)
 
-    @classmethod
-    def rounded(cls, samples: np.ndarray) -> Pcm16:
-        """float32 samples in [-1, 1] rounded to 65,535 steps across their peak (error <= peak / 65534)."""
-        peak = float(np.abs(samples).max())
-        scale = peak / (FULL_SCALE - 1) if peak > 0 else 1.0
-        return cls(np.round(samples.astype(np.float64) / scale).astype(np.int16), scale)
+def stored_waveform(source: np.ndarray, source_rate: int, sample_rate: int) -> Pcm16 | np.ndarray:
+    """What a waveform cache stores of a file whose mono samples are ``source`` (float64, at
+    ``source_rate``): its 16-bit samples where they restore ``load_mono``'s clip exactly, else
+    that clip as float32."""
+    samples = conditioned(source.copy(), source_rate, sample_rate)
+    if source_rate == sample_rate:
+        steps = source * FULL_SCALE
+        if steps.min() >= -FULL_SCALE and steps.max() < FULL_SCALE and np.array_equal(steps, np.round(steps)):
+            exact = Pcm16(steps.astype(np.int16), 1 / FULL_SCALE, *centring(source))
+            if np.array_equal(exact.restored(), samples):  # checked, not assumed
+                return exact
+    return samples
 
 
 class ClipCache:
@@ -139,8 +138,15 @@ class ClipCache:
         self.failed = failed  # path -> why it could not be decoded
         self.width = width  # values per row: 1 (a waveform sample) or n_mels (a feature frame)
         self.dtype = np.dtype(dtype)  # how rows are stored; read() returns float32
-        self.pcm = pcm or {}  # int16 waveforms: path -> (scale, offset, divisor) of its Pcm16
+        self.pcm = pcm or {}  # waveforms stored as 16-bit: path -> (scale, offset, divisor) of its Pcm16
+        self.positions, position = {}, 0  # path -> where its bytes start
+        for path in sorted(offsets, key=lambda p: offsets[p][0]):
+            self.positions[path] = position
+            position += offsets[path][1] * self.row_type(path).itemsize * width
         self._fd, self._pid = None, None
+
+    def row_type(self, path: str) -> np.dtype:
+        return np.dtype(np.int16) if path in self.pcm else self.dtype
 
     def __contains__(self, path: str) -> bool:
         return path in self.offsets
@@ -157,14 +163,19 @@ class ClipCache:
         ``[rows]`` for waveforms, ``[rows, width]`` for features."""
         first, length = self.offsets[path]
         count = length - start if count is None else min(count, length - start)
-        rows = np.empty((count, self.width) if self.width > 1 else count, dtype=self.dtype)
-        row_bytes = self.dtype.itemsize * self.width
-        got = os.preadv(self._descriptor(), [memoryview(rows).cast("B")], row_bytes * (first + start))
+        rows = np.empty((count, self.width) if self.width > 1 else count, dtype=self.row_type(path))
+        position = self.positions[path] + rows.itemsize * self.width * start
+        got = os.preadv(self._descriptor(), [memoryview(rows).cast("B")], position)
         if got != rows.nbytes:
             raise OSError(f"the cache {self.data_file} is truncated; delete it to rebuild")
         if path in self.pcm:
             return Pcm16(rows, *self.pcm[path]).restored()
         return rows.astype(np.float32, copy=False)
+
+    def stored(self, path: str) -> bytes:
+        """A clip's bytes as the cache stores them."""
+        size = self.offsets[path][1] * self.row_type(path).itemsize * self.width
+        return os.pread(self._descriptor(), size, self.positions[path])
 
     @property
     def nbytes(self) -> int:
@@ -246,24 +257,21 @@ class WaveformCache(ClipCache):
     """Every clip decoded, mixed to mono and resampled once: one sample per row."""
 
     @classmethod
-    def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path, dtype: str = "int16") -> WaveformCache:
-        """Load the cache for exactly these files, building it first if needed, rows stored as
-        ``dtype`` (int16: see the module's docstring; float32: as :func:`load_mono` returns them)."""
-        base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate, dtype)
+    def open(cls, paths: list[str], sample_rate: int, cache_dir: str | Path) -> WaveformCache:
+        """Load the cache for exactly these files, building it first if needed."""
+        base = Path(cache_dir).expanduser() / "waveforms" / cache_key(paths, sample_rate)
 
         def decode(path: str) -> tuple[np.ndarray | Pcm16 | None, str | None]:
             try:
                 source, source_rate = decode_mono(path)
             except BadAudio as err:
                 return None, str(err)
-            if dtype == "int16":
-                return Pcm16.of(source, source_rate, sample_rate), None
-            return conditioned(source, source_rate, sample_rate), None
+            return stored_waveform(source, source_rate, sample_rate), None
 
         def build():
             with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
                 results = ordered_map(pool, decode, paths, ahead=4 * DECODE_THREADS)
-                write(base, zip(paths, results), len(paths), "Decoding audio into the cache", dtype,
+                write(base, zip(paths, results), len(paths), "Decoding audio into the cache", "float32",
                       sample_rate=sample_rate)
         built_once(base, build)
         return cls.load(base)
@@ -340,17 +348,14 @@ def assemble(base: Path, order: list[str], parts: list[Path]) -> None:
     stored bytes copied as they are, one clip in memory at a time; the parts then removed."""
     caches = [ClipCache.load(part) for part in parts]
     where = {path: cache for cache in caches for path in cache.offsets}
-    first = caches[0]
-    row_bytes = first.dtype.itemsize * first.width
     tmp_data = base.with_suffix(f"{DATA_SUFFIX}.{os.getpid()}.tmp")
     clips, offset = [], 0
     with open(tmp_data, "wb") as out:
         for path in order:
             cache = where[path]
-            start, rows = cache.offsets[path]
-            out.write(os.pread(cache._descriptor(), rows * row_bytes, start * row_bytes))
-            clips.append((path, offset, rows, *cache.pcm.get(path, ())))
-            offset += rows
+            out.write(cache.stored(path))
+            clips.append((path, offset, cache.length(path), *cache.pcm.get(path, ())))
+            offset += cache.length(path)
     info = json.loads(parts[0].with_suffix(".json").read_text())
     failed = {p: why for cache in caches for p, why in cache.failed.items()}
     os.replace(tmp_data, base.with_suffix(DATA_SUFFIX))
@@ -456,7 +461,8 @@ def damage(base: Path) -> str | None:
         if (written := index.get("format")) != FORMAT_VERSION:
             return f"written in format {written or '2 or older'}; this version of ser reads format {FORMAT_VERSION}"
         row_bytes = np.dtype(index["dtype"]).itemsize * index["width"]
-        expected = row_bytes * sum(int(rows) for _, _, rows, *_ in index["clips"])
+        pcm_bytes = np.dtype(np.int16).itemsize * index["width"]
+        expected = sum(int(rows) * (pcm_bytes if gain else row_bytes) for _, _, rows, *gain in index["clips"])
     except (ValueError, KeyError, TypeError) as err:
         return f"unreadable index: {err}"
     data = base.with_suffix(DATA_SUFFIX)
@@ -512,7 +518,7 @@ def building(results: Iterable, total: int, description: str) -> Iterator:
 def write(base: Path, results: Iterable[tuple[str, tuple[np.ndarray | Pcm16 | None, str | None]]], total: int,
           description: str, dtype: str, width: int = 1, **info) -> None:
     """Write (path, (rows, None) or (None, why it failed)) into the cache at ``base``, rows
-    stored as ``dtype`` (int16: each a :class:`Pcm16`)."""
+    stored as ``dtype``, a :class:`Pcm16` clip as its int16 samples."""
     base.parent.mkdir(parents=True, exist_ok=True)
     tmp_data = base.with_suffix(f"{DATA_SUFFIX}.{os.getpid()}.tmp")
     clips, failed, offset = [], {}, 0

@@ -116,7 +116,6 @@ class SERDataModule(L.LightningDataModule):
         cache_dir: str = ".cache",
         precompute_features: bool = True,
         cache_on_device: bool | str = "auto",
-        waveform_cache: str = "int16",
         feature_cache: str = "float32",
     ):
         """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable);
@@ -127,7 +126,7 @@ class SERDataModule(L.LightningDataModule):
                            batch_size=batch_size, eval_batch_size=eval_batch_size,
                            num_workers=num_workers, max_seconds=max_seconds, eval_crop=eval_crop,
                            cache_on_device=cache_on_device, split_file=split_file,
-                           waveform_cache=waveform_cache, feature_cache=feature_cache)
+                           feature_cache=feature_cache)
         self.corpus, self.root = corpus, root
         self.classes = list(emotions)
         self.task = task
@@ -151,7 +150,7 @@ class SERDataModule(L.LightningDataModule):
         self.eval_crop, self.cache_dir = eval_crop, cache_dir
         corpus.check_available(root)
         self.cache_on_device = cache_on_device
-        self.waveform_cache, self.feature_cache = waveform_cache, feature_cache
+        self.feature_cache = feature_cache
         self.resident: ResidentRows | None = None  # the rows on the device, once the first batch arrives
         self.clips: list[Clip] = []
         self.assignment: list[str] = []
@@ -244,7 +243,7 @@ class SERDataModule(L.LightningDataModule):
         return self.resident.gather(batch.starts, batch.lengths, batch.longest), batch.lengths, batch.labels
 
     def _open_waveforms(self, clips: list[Clip]) -> WaveformCache:
-        return WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir, self.waveform_cache)
+        return WaveformCache.open([c.path for c in clips], self.sample_rate, self.cache_dir)
 
     def _open_features(self, waveforms: WaveformCache) -> ClipCache:
         """The cache the loaders read: the frozen stage's (None: the waveforms), built first

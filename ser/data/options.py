@@ -13,7 +13,6 @@ from ser.errors import ConfigError, not_one_of
 
 EVAL_CROPS = ("center", "none")
 CACHE_ON_DEVICE = ("auto", True, False)
-WAVEFORM_CACHES = ("int16", "float32")  # how the waveform cache stores samples
 FEATURE_CACHES = ("float32", "float16")  # how a frozen stage's cache stores its output
 
 
@@ -22,7 +21,7 @@ def check_data_options(*, emotions=("anger", "sadness"), split: str = "speaker",
                        eval_batch_size: int | None = None, num_workers: int | str = "auto",
                        max_seconds: float | None = None, eval_crop: str = "center",
                        cache_on_device: bool | str = "auto", split_file: str | None = None,
-                       waveform_cache: str = "int16", feature_cache: str = "float32", **_other) -> None:
+                       feature_cache: str = "float32", **_other) -> None:
     """Raise :class:`ConfigError` for a ``data.*`` value that cannot work. Options left out
     are not checked (each default is valid); options this function does not know are ignored."""
     check_emotions(emotions)
@@ -41,8 +40,6 @@ def check_data_options(*, emotions=("anger", "sadness"), split: str = "speaker",
         raise not_one_of("data.eval_crop", eval_crop, EVAL_CROPS)
     if cache_on_device not in CACHE_ON_DEVICE:
         raise not_one_of("data.cache_on_device", cache_on_device, ("auto", "true", "false"))
-    if waveform_cache not in WAVEFORM_CACHES:
-        raise not_one_of("data.waveform_cache", waveform_cache, WAVEFORM_CACHES)
     if feature_cache not in FEATURE_CACHES:
         raise not_one_of("data.feature_cache", feature_cache, FEATURE_CACHES)
 
