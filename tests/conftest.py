@@ -7,6 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+# pytest-xdist runs a worker per core (pyproject's addopts): each worker, and every train.py it
+# starts, then computes on its share of the cores. Set before numpy or torch is imported, which
+# read it once; without it each worker's thread pools would claim every core and spin against
+# the other workers' (oversubscribed, a run is slower than one worker alone).
+if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // workers))
+
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir

@@ -111,18 +111,18 @@ def test_a_frozen_run_trains_from_the_cache_and_the_next_run_reuses_it(train_cli
     assert json.loads((tmp_path / "second" / "results.json").read_text())["model"] == "hf"
 
 
-@pytest.mark.parametrize("quick", [["++trainer.fast_dev_run=true"], ["debug=limit"]])
-def test_a_quick_check_encodes_only_the_clips_it_touches(train_cli, tiny_encoders, tmp_path, quick):
+def test_a_quick_check_encodes_only_the_clips_it_touches(train_cli, tiny_encoders, tmp_path):
     """fast_dev_run or limit_*_batches with a frozen encoder: no pass of the encoder over the
     whole corpus first (on MSP-Podcast with WavLM-large that would be hours); the batches it
     touches are encoded as they come, and a later full run builds the whole cache."""
     args = [*SMALL, "experiment=emobox_probe", f"features.name={tiny_encoders['whisper']}", "logger=csv",
             f"data.cache_dir={tmp_path / 'cache'}"]
-    train_cli([*args, *quick], tmp_path / "quick")
-    log = next((tmp_path / "quick").glob("*.log")).read_text()  # train.log, or debug.log (debug=limit)
-    assert "computed per batch for the clips it touches" in log and "Computing" not in log
-    assert not (tmp_path / "cache" / "features").exists()
-    assert json.loads((tmp_path / "quick" / "results.json").read_text())["n_test"] > 0
+    for name, quick in (("fdr", "++trainer.fast_dev_run=true"), ("limit", "debug=limit")):
+        train_cli([*args, quick], tmp_path / name)
+        log = next((tmp_path / name).glob("*.log")).read_text()  # train.log, or debug.log (debug=limit)
+        assert "computed per batch for the clips it touches" in log and "Computing" not in log, name
+        assert not (tmp_path / "cache" / "features").exists()
+        assert json.loads((tmp_path / name / "results.json").read_text())["n_test"] > 0
     train_cli([*args, "trainer.max_epochs=1"], tmp_path / "full")
     assert len(list((tmp_path / "cache" / "features").glob("*.json"))) == 1
 

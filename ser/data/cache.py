@@ -13,8 +13,10 @@ file at the model's rate (CREMA-D, EmoDB, IEMOCAP and MSP-Podcast all are) as it
 samples with the offset and divisor :func:`ser.data.audio.centring` took off, from which the
 very float32 samples of :func:`~ser.data.audio.load_mono` are restored (checked per clip while
 the cache is built); any other file (resampled, multichannel, 24-bit, float) as float32. So
-training reads exactly what ``ser-predict`` decodes from the same file. The OS page cache holds the file once, shared by every DataLoader worker
-and every parallel run, and no process's resident memory grows with the corpus: reading
+training reads exactly what ``ser-predict`` decodes from the same file.
+
+The OS page cache holds the file once, shared by every DataLoader worker and every parallel
+run, and no process's resident memory grows with the corpus: reading
 through a memory map instead puts every page a process touches into its RSS (the whole
 corpus after an epoch, in each worker), which is what per-process memory accounting such as
 SLURM's sums and kills jobs over. Nothing is ever written into the corpus folder.
@@ -398,8 +400,7 @@ class SpeakerNormalised(ClipCache):
             totals = speaker_totals(features, speaker_of, normalizer)
             normalised = normalised_by_speaker(features, speaker_of, normalizer, totals, pooled_from)
             write(base, normalised, len(speaker_of), "Normalising features per speaker", features.dtype.name,
-                  width=features.width,
-                  spec=spec, speaker_moments={name: total.tolist() for name, total in totals.items()})
+                  width=features.width, spec=spec, speaker_moments={name: total.tolist() for name, total in totals.items()})
         built_once(base, build)
         cache = cls.load(base)
         index = json.loads(base.with_suffix(".json").read_text())
@@ -503,6 +504,8 @@ def ordered_map(pool: Executor, function: Callable, items: Iterable, ahead: int)
 
 
 class ClipsPerSecond(ProgressColumn):
+    """A progress bar's column: how many clips a second go into the cache."""
+
     def render(self, task) -> Text:
         return Text(f"{task.speed:.1f} clips/s" if task.speed else "", style="progress.data.speed")
 
