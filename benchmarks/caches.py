@@ -108,8 +108,8 @@ def main():
     warnings.filterwarnings("ignore")
     print(machine())
     print(f"model={args.model}, {args.epochs} epochs, trained on float32 caches")
-    print("| source | log-mel stored as | build clips/s | MiB per hour of audio: waveforms (as float32) / log-mel / "
-          "per speaker | test UAR | largest probability difference | largest logit difference | predictions changed |")
+    print("| source | log-mel stored as | build clips/s | MiB per hour of audio: waveforms / as float32 / "
+          "log-mel / per speaker | test UAR | largest probability difference | largest logit difference | predictions changed |")
     print("|---|---|---:|---|---:|---:|---:|---:|")
     for source in args.sources:
         with tempfile.TemporaryDirectory() as work:
