@@ -141,10 +141,11 @@ class ClipCache:
         self.width = width  # values per row: 1 (a waveform sample) or n_mels (a feature frame)
         self.dtype = np.dtype(dtype)  # how rows are stored; read() returns float32
         self.pcm = pcm or {}  # waveforms stored as 16-bit: path -> (scale, offset, divisor) of its Pcm16
-        self.positions, position = {}, 0  # path -> where its bytes start
+        self.positions, position = {}, 0  # path -> where its bytes start, in row order
         for path in sorted(offsets, key=lambda p: offsets[p][0]):
             self.positions[path] = position
             position += offsets[path][1] * self.row_type(path).itemsize * width
+        self.stored_size = position  # bytes its data file holds when whole
         self._fd, self._pid = None, None
 
     def row_type(self, path: str) -> np.dtype:
@@ -245,7 +246,7 @@ def float_blocks(cache: ClipCache, nbytes: int) -> Iterator[np.ndarray]:
     """Every row of ``cache`` in order, as float32 blocks of about ``nbytes``: clip by clip
     through :meth:`ClipCache.read`, the one decoder of stored rows."""
     block, size = [], 0
-    for path in sorted(cache.offsets, key=lambda p: cache.offsets[p][0]):
+    for path in cache.positions:
         block.append(cache.read(path))
         size += block[-1].nbytes
         if size >= nbytes:
@@ -461,9 +462,7 @@ def damage(base: Path) -> str | None:
         index = json.loads(base.with_suffix(".json").read_text())
         if (written := index.get("format")) != FORMAT_VERSION:
             return f"written in format {written or '2 or older'}; this version of ser reads format {FORMAT_VERSION}"
-        row_bytes = np.dtype(index["dtype"]).itemsize * index["width"]
-        pcm_bytes = np.dtype(np.int16).itemsize * index["width"]
-        expected = sum(int(rows) * (pcm_bytes if gain else row_bytes) for _, _, rows, *gain in index["clips"])
+        expected = ClipCache.load(base).stored_size  # the layout as readers will take it
     except (ValueError, KeyError, TypeError) as err:
         return f"unreadable index: {err}"
     data = base.with_suffix(DATA_SUFFIX)
