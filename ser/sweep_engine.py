@@ -10,16 +10,14 @@ The trials themselves run in ``ser``'s own environment, as ``train.py`` processe
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 from ser.errors import UserError
+from ser.side_env import SideEnvironmentError, side_python
 
 REQUIREMENT = "sweeps==0.3.*"  # the release whose next_run/SweepRun API this file speaks
 
@@ -41,35 +39,19 @@ def engine_dir() -> Path:
 
 
 def engine_python() -> Path:
-    """The engine environment's Python, made (once, under a lock) if it does not exist yet."""
+    """The engine environment's Python, made (once) if it does not exist yet."""
     home = engine_dir()
-    python = home / "bin" / "python"
-    if python.is_file():
-        return python
-    home.parent.mkdir(parents=True, exist_ok=True)
-    with open(home.parent / f".{home.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two sweeps starting at once build it once
-        if not python.is_file():
-            _build(home)
-    return python
-
-
-def _build(home: Path) -> None:
-    staging = home.with_name(home.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    print(f"[sweep] making the local sweep engine's environment ({REQUIREMENT}) at {home}", flush=True)
-    venv.create(staging, with_pip=True)
-    pip = subprocess.run([str(staging / "bin" / "python"), "-m", "pip", "install", "-q", REQUIREMENT],
-                         capture_output=True, text=True)
-    if pip.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
+    if not (home / "bin" / "python").is_file():
+        print(f"[sweep] making the local sweep engine's environment ({REQUIREMENT}) at {home}", flush=True)
+    try:
+        return side_python(home, [[REQUIREMENT]])
+    except SideEnvironmentError as err:
         raise UserError(
             f"the local sweep engine (W&B's `sweeps` package) could not be installed into {home}: "
-            f"pip said: {pip.stderr.strip().splitlines()[-1] if pip.stderr.strip() else pip.returncode}. "
+            f"pip said: {err}. "
             f"It lives in an environment of its own because it pins numpy<2. Make it by hand "
             f"(`python -m venv {home} && {home}/bin/pip install '{REQUIREMENT}'`), point "
-            "SER_SWEEPS_ENV at an environment that has it, or run the sweep on W&B (`wandb login`).")
-    staging.rename(home)  # appears whole or not at all
+            "SER_SWEEPS_ENV at an environment that has it, or run the sweep on W&B (`wandb login`).") from None
 
 
 def next_params(config: dict, history: list[dict]) -> dict | None:

@@ -32,6 +32,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 # The local sweep engine's own environment (ser/sweep_engine.py), where a user's would be:
 # resolved here, before tests point HOME at empty folders.
 os.environ.setdefault("SER_SWEEPS_ENV", str(Path.home() / ".cache" / "ser" / "sweeps-engine"))
+# FunASR's environment, the reference emotion2vec is checked against (tests/funasr_reference.py).
+os.environ.setdefault("SER_FUNASR_ENV", str(Path.home() / ".cache" / "ser" / "funasr-reference"))
 
 # A small synthetic corpus for the tests: 8 speakers x 6 emotions x 6 sentences = 288 clips.
 SMALL = ["data.corpus.num_speakers=8", "data.corpus.num_sentences=6", "data.num_workers=0",
@@ -64,11 +66,13 @@ def hub_cache_with_every_preset(tiny_encoders, tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_encoders(tmp_path_factory) -> dict[str, Path]:
-    """family -> a folder holding a tiny random encoder of it, saved as real checkpoints are."""
-    from tiny_encoders import FAMILIES, write_tiny_encoder
+    """family -> a folder holding a tiny random encoder of it, saved as real checkpoints are:
+    every transformers family, and ``emotion2vec`` (written by FunASR itself, in its own
+    environment, the first time a test asks for it)."""
+    from tiny_encoders import FAMILIES, TinyEncoders, write_tiny_encoder
 
     root = tmp_path_factory.mktemp("encoders")
-    return {family: write_tiny_encoder(family, root / family) for family in FAMILIES}
+    return TinyEncoders({family: write_tiny_encoder(family, root / family) for family in FAMILIES})
 
 
 @pytest.fixture

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tiny_encoders import FAMILIES
+from tiny_encoders import ENCODER_FAMILIES
 
 from conftest import CONF, choice
 
 ENCODER_PRESETS = sorted(p.stem for p in (CONF / "model").glob("*.yaml") if "/model/hf@model" in p.read_text())
-# Every architecture, and model=hf on a tiny random encoder of every transformers family
-# (no weights can be downloaded here; the code path is the one real checkpoints take).
+# Every architecture, and model=hf on a tiny random encoder of every transformers family and
+# emotion2vec (no weights can be downloaded here; the code path is the one real checkpoints take).
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml")
                 if not p.stem.startswith("default") and p.stem not in ENCODER_PRESETS + ["hf"])
-MODELS += [f"hf-{family}" for family in FAMILIES]
+MODELS += [f"hf-{family}" for family in ENCODER_FAMILIES]
 
 
 @pytest.mark.parametrize("name", MODELS)

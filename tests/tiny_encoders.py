@@ -42,10 +42,26 @@ def write_tiny_encoder(family: str, folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+ENCODER_FAMILIES = [*FAMILIES, "emotion2vec"]  # and FunASR's emotion2vec (tests/funasr_reference.py)
+
+
+class TinyEncoders(dict):
+    """family -> folder; emotion2vec's is FunASR's own, made when first asked for (it needs
+    FunASR's environment, which most tests do not)."""
+
+    def __missing__(self, family: str) -> Path:
+        if family != "emotion2vec":
+            raise KeyError(family)
+        from funasr_reference import funasr_checkpoint
+
+        self[family] = funasr_checkpoint("base") / "checkpoint"
+        return self[family]
+
+
 def family_of(hub_id: str) -> str:
     """The tiny family standing in for a hub checkpoint (by its name: tests only)."""
     name = hub_id.lower()
-    for key, family in (("whisper", "whisper"), ("data2vec", "data2vec"), ("hubert", "hubert"),
+    for key, family in (("emotion2vec", "emotion2vec"), ("whisper", "whisper"), ("data2vec", "data2vec"), ("hubert", "hubert"),
                         ("wavlm-large", "wavlm_large"), ("wavlm", "wavlm"), ("xls-r", "wav2vec2_large"),
                         ("large", "wav2vec2_large"), ("wav2vec2", "wav2vec2")):
         if key in name:

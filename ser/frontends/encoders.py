@@ -1,7 +1,9 @@
 """Pretrained speech encoders from Hugging Face ``transformers`` as the model's front end.
 
 Any checkpoint ``AutoModel`` loads, by hub id or local folder: wav2vec 2.0 (base, large, lv60,
-large-robust, XLS-R), HuBERT, WavLM, data2vec-audio, and Whisper's encoder. The front end
+large-robust, XLS-R), HuBERT, WavLM, data2vec-audio, and Whisper's encoder; and emotion2vec's
+FunASR checkpoints (``config.yaml`` + ``model.pt``), on ser's own implementation of data2vec 2.0
+(:mod:`ser.frontends.emotion2vec`). The front end
 turns waveforms into every hidden state (the projected CNN features and each transformer
 layer's output, ``num_states`` of them, ``hidden`` wide), and hands the head either each
 state's mean over the clip's real frames (``states=pooled``) or every frame
@@ -38,6 +40,7 @@ import torch
 from torch import nn
 
 from ser.errors import ConfigError, UserError, not_one_of
+from ser.frontends import emotion2vec
 from ser.ops import frames_after, masked_mean, masked_moments, real_frames
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ class EncoderFrontend(nn.Module):
                 setattr(config, key, 0.0)
         self.encoder = _load_encoder(name, config, pretrained)
         self.whisper = config.model_type == "whisper"
-        self.preprocessor = _preprocessor(name, self.whisper)
+        self.preprocessor = _preprocessor(name, config)
         self.do_normalize = bool(getattr(self.preprocessor, "do_normalize", False)) and not self.whisper
         self.num_features = config.d_model if self.whisper else config.hidden_size
         self.num_states = (config.encoder_layers if self.whisper else config.num_hidden_layers) + 1
@@ -286,9 +289,13 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 # -- loading ----------------------------------------------------------------------------------
 def encoder_config(name: str):
-    """The checkpoint's ``transformers`` config, from a folder or the hub (or its local cache)."""
+    """The checkpoint's config: an emotion2vec checkpoint's ``config.yaml``, or a ``transformers``
+    config from a folder or the hub (or its local cache)."""
     from transformers import AutoConfig
 
+    funasr = emotion2vec.checkpoint_folder(name)
+    if funasr is not None:
+        return emotion2vec.Emotion2vecConfig.from_yaml(funasr / emotion2vec.CONFIG_FILE)
     try:
         return AutoConfig.from_pretrained(name)
     except (OSError, ValueError) as err:
@@ -301,19 +308,24 @@ def unavailable(name: str, err: BaseException) -> EncoderUnavailable:
     if Path(name).expanduser().exists():
         return EncoderUnavailable(f"features.name={name!r} is a folder but not a transformers checkpoint "
                                   f"({type(err).__name__}: {str(err).splitlines()[0]}); it needs the "
-                                  "config.json and weights that save_pretrained writes.")
+                                  "config.json and weights that save_pretrained writes (or, for an "
+                                  "emotion2vec checkpoint, FunASR's config.yaml and model.pt).")
     return EncoderUnavailable(
         f"The speech encoder features.name={name!r} is neither a local folder nor in the Hugging Face "
         f"cache at {constants.HF_HUB_CACHE} (and the hub could not be reached: {type(err).__name__}). "
         f"On a machine with internet, run `hf download {name}` (or `huggingface-cli download {name}`) "
         "and copy that cache here (HF_HOME says where it lives), or save the model with "
-        "save_pretrained into a folder and pass features.name=/path/to/folder.")
+        "save_pretrained into a folder and pass features.name=/path/to/folder. For "
+        f"{emotion2vec.WHERE_TO_GET}.")
 
 
 def _load_encoder(name: str, config, pretrained: bool) -> nn.Module:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
+    if isinstance(config, emotion2vec.Emotion2vecConfig):
+        model = emotion2vec.Emotion2vec
+        return model.from_pretrained(emotion2vec.checkpoint_folder(name)) if pretrained else model(config)
     hf_logging.disable_progress_bar()  # one bar per weight file would interleave with training's
     try:
         model = AutoModel.from_pretrained(name, config=config) if pretrained else AutoModel.from_config(config)
@@ -324,11 +336,15 @@ def _load_encoder(name: str, config, pretrained: bool) -> nn.Module:
     return model
 
 
-def _preprocessor(name: str, whisper: bool):
+def _preprocessor(name: str, config):
     """The checkpoint's feature extractor (``do_normalize``; Whisper's log-mel), or the
-    family's defaults when the checkpoint ships none."""
+    family's defaults when the checkpoint ships none; None for emotion2vec, which normalises
+    its input itself as its ``config.yaml`` says."""
     from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor, WhisperFeatureExtractor
 
+    if isinstance(config, emotion2vec.Emotion2vecConfig):
+        return None
+    whisper = config.model_type == "whisper"
     try:
         return AutoFeatureExtractor.from_pretrained(name)
     except (OSError, ValueError):
