@@ -14,8 +14,8 @@ import torch
 
 from conftest import SMALL, predict_cli
 
-TRAIN = [*SMALL, "logger=csv", "trainer.max_epochs=3", "trainer.limit_val_batches=1",
-         "callbacks.early_stopping=null"]
+TRAIN = [*SMALL, "logger=csv", "trainer.max_epochs=2", "trainer.limit_train_batches=4",
+         "trainer.limit_val_batches=1", "callbacks.early_stopping=null"]
 # Every front end with every normalisation it offers (model: a small network that reads it).
 CASES = {
     "logmel-speaker": ["model=cnn_gru", "features.normalize=speaker"],
@@ -61,11 +61,12 @@ def test_ser_predict_on_a_test_speakers_files_answers_as_the_test_step_did(case,
     results, by_speaker = read_test_split(tmp_path)
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     assert results["tested_ckpt"] == str(ckpt)
-    for speaker, clips in by_speaker.items():
-        proc = predict_cli("--ckpt", ckpt, *[c["path"] for c in clips])
-        assert confusion_of(clips, predicted(proc), results["classes"]) == results["per_speaker_confusion"][speaker], \
-            (case, speaker)
-        assert ("taken as one speaker's clips" in proc.stderr) == case.endswith("-speaker")
+    speaker, clips = next(iter(by_speaker.items()))  # one speaker's files: one ser-predict process
+    proc = predict_cli("--ckpt", ckpt, *[c["path"] for c in clips])
+    answers = predicted(proc)
+    assert len(set(answers)) > 1, answers  # a model that answers one class would prove little
+    assert confusion_of(clips, answers, results["classes"]) == results["per_speaker_confusion"][speaker], case
+    assert ("taken as one speaker's clips" in proc.stderr) == case.endswith("-speaker")
 
 
 def test_a_lone_file_is_scored_with_the_pooled_training_statistics_and_enrolment_gives_the_speakers_own(

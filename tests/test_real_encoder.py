@@ -1,0 +1,73 @@
+"""The encoder path on real pretrained weights: Whisper tiny.en (tests/real_whisper.py), the one
+real speech encoder that can be had offline. Random weights cannot show a wrong layer, a wrong
+normalisation or frames taken from padding; speech the real model understands can: the states
+ser keeps for a clip, handed to Whisper's own decoder, must say what was spoken."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import pytest
+import torch
+from real_whisper import random_twin, whisper_tiny_en
+
+from ser.data.audio import load_mono
+from ser.frontends.encoders import EncoderFrontend
+
+SENTENCE = "The weather is nice today and I am going to the park."
+
+
+@pytest.fixture(scope="module")
+def spoken(tmp_path_factory) -> torch.Tensor:
+    """eSpeak NG saying SENTENCE (22,050 Hz), read as the data side reads a clip (16 kHz)."""
+    path = tmp_path_factory.mktemp("speech") / "park.wav"
+    subprocess.run([shutil.which("espeak-ng"), "-v", "en-us", "-s", "140", "-w", str(path), SENTENCE], check=True)
+    return torch.from_numpy(load_mono(path, 16000))
+
+
+def kept_states(folder, wave: torch.Tensor) -> torch.Tensor:
+    """Every hidden state ser keeps for the clip, ``[states, frames, hidden]``."""
+    frontend = EncoderFrontend(str(folder), states="frames").eval()
+    with torch.no_grad():
+        states, frames = frontend.encode(wave[None], torch.tensor([len(wave)]))
+    return states[0, :, :, : frames[0]].transpose(1, 2)
+
+
+def transcript(last_state: torch.Tensor) -> str:
+    """Whisper tiny.en's own decoder reading ``last_state`` [frames, hidden] as its encoder output."""
+    from transformers import PreTrainedTokenizerFast, WhisperForConditionalGeneration
+    from transformers.modeling_outputs import BaseModelOutput
+
+    model = WhisperForConditionalGeneration.from_pretrained(whisper_tiny_en()).eval()
+    with torch.no_grad():
+        ids = model.generate(encoder_outputs=BaseModelOutput(last_hidden_state=last_state[None]), max_new_tokens=24)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(whisper_tiny_en() / "tokenizer.json"))
+    return re.sub(r"[^a-z ]", "", tokenizer.decode(ids[0], skip_special_tokens=True).lower())
+
+
+def test_the_states_ser_keeps_of_real_whisper_say_what_was_spoken(spoken, tmp_path):
+    """Decoded from ser's last state (the frames covering the clip, after the final LayerNorm,
+    from Whisper's own log-mel), the sentence comes back; from a random twin's, it does not."""
+    real = kept_states(whisper_tiny_en(), spoken)
+    assert real.shape[1] == (len(spoken) + 319) // 320  # 50 states a second of the clip
+    assert "going to the park" in transcript(real[-1])
+    twin = kept_states(random_twin(whisper_tiny_en(), tmp_path / "twin"), spoken)
+    assert "park" not in transcript(twin[-1])
+
+
+def test_every_state_ser_keeps_is_whispers_own_over_the_clips_frames(spoken):
+    """The same states as transformers' Whisper on the 30 s window of its own feature
+    extractor: each layer in its place, the clip's frames (not the padding's)."""
+    from transformers import WhisperFeatureExtractor, WhisperModel
+
+    folder = whisper_tiny_en()
+    mel = WhisperFeatureExtractor.from_pretrained(folder)([spoken.numpy()], sampling_rate=16000,
+                                                        return_tensors="pt").input_features
+    with torch.no_grad():
+        reference = WhisperModel.from_pretrained(folder).get_encoder()(mel, output_hidden_states=True).hidden_states
+    ours = kept_states(folder, spoken)
+    assert len(reference) == len(ours) == 5  # the input embedding and 4 layers
+    for layer, (expected, got) in enumerate(zip(reference, ours)):
+        torch.testing.assert_close(got, expected[0, : got.shape[0]], atol=1e-4, rtol=1e-4, msg=f"state {layer}")
