@@ -37,6 +37,7 @@ EMOTIONS = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
 # The CNN-GRU as it was the default until 2026-12-02: log-mel normalised per speaker, the epoch
 # with the best val/uar tested. Its levers below are one change each against it.
 CNN_GRU = ["model=cnn_gru", "test_ckpt=best"]
+REAL = "whisper-tiny.en"  # stands for the real checkpoint's folder in a recipe (resolved when run)
 # Each recipe: the overrides a user would type.
 RECIPES = {
     "default": [],  # eGeMAPS functionals standardised per speaker, the MLP, the last epoch tested
@@ -58,6 +59,10 @@ RECIPES = {
                     "model.optimizer.weight_decay=0.0001"],  # every regulariser above at once
     "small_net": [*CNN_GRU, "model.net.channels=[16,32,64,128]", "model.net.hidden_size=64"],
     "hop_256": [*CNN_GRU, "features.n_fft=1024", "features.hop_length=256"],  # 64 ms windows every 16 ms
+    # A real pretrained encoder, frozen, in the EmoBox probe: Whisper tiny.en (tests/real_whisper.py,
+    # fetched and converted on first use), and the same architecture with random weights.
+    "whisper_tiny_en": ["experiment=emobox_probe", f"features.name={REAL}"],
+    "whisper_tiny_en_random": ["experiment=emobox_probe", f"features.name={REAL}-random"],
 }
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
@@ -76,8 +81,23 @@ def espeak(work: Path) -> list[str]:
 SOURCES = {"synthetic": synthetic, "espeak": espeak}  # name -> the train.py overrides that select it
 
 
+def real_encoder(override: str, work: Path) -> str:
+    """``features.name=whisper-tiny.en[-random]`` -> the real checkpoint's folder (or its random twin's)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from real_whisper import random_twin, whisper_tiny_en
+
+    if override == f"features.name={REAL}":
+        return f"features.name={whisper_tiny_en()}"
+    twin = work / "whisper-tiny.en-random"
+    return f"features.name={twin if twin.is_dir() else random_twin(whisper_tiny_en(), twin)}"
+
+
 def ser_fold(source: list[str], recipe: list[str], fold: int, folds: int, out: Path) -> dict:
     from ser.train import run
+
+    recipe = [real_encoder(o, out.parent) if o.startswith(f"features.name={REAL}") else o for o in recipe]
 
     cfg = compose([*source, f"data.emotions=[{','.join(EMOTIONS)}]", "data.split=kfold",
                    f"data.num_folds={folds}", f"data.fold={fold}", f"paths.output_dir={out}", "seed=0",
