@@ -48,6 +48,22 @@ def test_every_hidden_state_is_funasrs_in_a_padded_batch_and_alone(made, variant
             torch.testing.assert_close(alone[0].transpose(1, 2), expected, atol=1e-5, rtol=0)
 
 
+def test_fine_tuning_with_gradient_checkpointing_gives_the_same_gradients(made):
+    waves, lengths = padded(torch.load(made["base"] / "reference.pt", weights_only=True)["waves"])
+    grads = []
+    for checkpointing in (False, True):
+        frontend = EncoderFrontend(str(made["base"] / "checkpoint"), freeze="conv",
+                                   gradient_checkpointing=checkpointing)
+        frontend.encoder.train()
+        torch.manual_seed(0)  # the same dropout draws; a recomputed block draws them again
+        states, frames = frontend.encode(waves, lengths)
+        states.square().sum().backward()
+        grads.append({n: p.grad for n, p in frontend.encoder.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys() and not any(n.startswith("feature_extractor") for n in grads[0])
+    for name in grads[0]:
+        torch.testing.assert_close(grads[1][name], grads[0][name], msg=name)
+
+
 def test_a_checkpoint_under_a_key_loads_as_funasr_would(made, tmp_path):
     """FunASR's loader also takes the state dict under ``state_dict``/``model`` (its trainer's
     checkpoints); so does ser, with weights_only."""

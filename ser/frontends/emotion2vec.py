@@ -46,6 +46,7 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ser.errors import UserError
 from ser.ops import masked_moments, real_frames
@@ -363,7 +364,7 @@ class Emotion2vec(nn.Module):
             if layer == len(self.prenet):
                 x = self.dropout_input(x)
             if self.checkpointing and self.training:
-                x = torch.utils.checkpoint.checkpoint(block, x, biases(layer), use_reentrant=False)
+                x = checkpoint(block, x, biases(layer), use_reentrant=False)  # recomputed in backward
             else:
                 x = block(x, biases(layer))
             states.append(x)
