@@ -34,6 +34,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("SER_SWEEPS_ENV", str(Path.home() / ".cache" / "ser" / "sweeps-engine"))
 # FunASR's environment, the reference emotion2vec is checked against (tests/funasr_reference.py).
 os.environ.setdefault("SER_FUNASR_ENV", str(Path.home() / ".cache" / "ser" / "funasr-reference"))
+# The real Whisper tiny.en, fetched and converted once per machine (tests/real_whisper.py).
+os.environ.setdefault("SER_WHISPER_TINY_EN", str(Path.home() / ".cache" / "ser" / "whisper-tiny.en"))
 
 # A small synthetic corpus for the tests: 8 speakers x 6 emotions x 6 sentences = 288 clips.
 SMALL = ["data.corpus.num_speakers=8", "data.corpus.num_sentences=6", "data.num_workers=0",
