@@ -27,6 +27,7 @@ TRAIN = [*SMALL, "logger=csv", "model=cnn", "trainer.max_epochs=1", "trainer.lim
 IN_PROCESS = {
     "mfcc-lstm-utterance": ["model=lstm", "features=mfcc", "features.normalize=utterance"],
     "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
+    "encoder-emotion2vec": ["model=hf"],  # FunASR's tiny emotion2vec on ser's own implementation
     # The head beside openSMILE, with both tasks' outputs: class probabilities and attribute values.
     "egemaps-speaker-both": ["model=egemaps_mlp", "features.normalize=speaker", "task=both"],
 }
@@ -67,7 +68,8 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     from ser.frontends.normalize import SpeakerStatistics
     from ser.runtime import CheckpointModel, ExportedModel
 
-    extra = [f"features.name={tiny_encoders['wav2vec2']}"] if case == "encoder" else []
+    family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec"}.get(case)
+    extra = [f"features.name={tiny_encoders[family]}"] if family else []
     module, _ = build(IN_PROCESS[case][0].split("=")[1], [*IN_PROCESS[case][1:], *extra])
     frontend = module.frontend
     if frontend.speaker_normalizer() is not None:  # as training hands them over: not the identity

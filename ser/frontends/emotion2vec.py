@@ -354,7 +354,7 @@ class Emotion2vec(nn.Module):
         x = x + self.positional(x, real)
         extra = self.config.num_extra_tokens
         if extra:
-            x = torch.cat([self.extra_tokens.expand(len(x), -1, -1).to(x.dtype), x], 1)
+            x = torch.cat([self.extra_tokens.expand(x.shape[0], -1, -1).to(x.dtype), x], 1)
         biases = self._attention_biases(real)
         if self.prenet_norm is not None:
             x = self.prenet_norm(x)
