@@ -148,8 +148,9 @@ def test_every_model_and_corpus_choice_names_its_runs(compose_cfg):
     user typed, so wav2vec2, HuBERT and WavLM runs (one class) stay apart, as do resnet18 and cnn."""
     from ser.train import label_runs
 
-    # 7 architectures, 2 eGeMAPS baselines, model=hf + 12 presets; 10 corpora (IEMOCAP and MSP-Podcast the last)
-    assert len(MODELS) == 22 and len(CORPORA) == 10
+    # 7 architectures, 2 eGeMAPS baselines, model=hf + 12 presets, 2 emotion2vec presets;
+    # 10 corpora (IEMOCAP and MSP-Podcast the last)
+    assert len(MODELS) == 24 and len(CORPORA) == 10
     # Every model with one corpus and every corpus with one model: the two choices are read
     # independently (the full product, 220 compositions, took 90 s and tested nothing more).
     pairs = {(model, "cremad") for model in MODELS} | {("cnn_gru", data) for data in CORPORA}
