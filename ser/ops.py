@@ -38,6 +38,21 @@ def masked_moments(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...]):
     return mean, var
 
 
+def masked_standardize(x: torch.Tensor, mask: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
+    """``x`` less its mean, over ``sqrt(var + eps)``, both taken over ``dims`` where ``mask`` is
+    true (as :func:`masked_moments`); zero where it is not."""
+    mean, var = masked_moments(x, mask, dims)
+    return (x - mean) / torch.sqrt(var + eps) * mask
+
+
+def masked_group_norm(x: torch.Tensor, mask: torch.Tensor, norm: torch.nn.GroupNorm) -> torch.Tensor:
+    """``norm`` (one group per channel) of ``x[B, C, T]`` over the real frames of ``mask[B, 1, T]``
+    alone, padding zero: what the norm gives a clip alone. In float32, as autocast runs a
+    GroupNorm, then back to ``x``'s dtype."""
+    normed = masked_standardize(x.float(), mask, (-1,), norm.eps)
+    return ((normed * norm.weight[:, None] + norm.bias[:, None]) * mask).type_as(x)  # the bias off the padding
+
+
 def masked_mean(x: torch.Tensor, lengths: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Mean of ``x`` over its real frames along ``dim`` (the time axis), which is removed."""
     shape = [1] * x.dim()

@@ -14,6 +14,7 @@ import pytest
 import torch
 from funasr_reference import funasr_checkpoint
 
+from ser.data.loading import pad_batch
 from ser.errors import UserError
 from ser.frontends.emotion2vec import conv_spec
 from ser.frontends.encoders import EncoderFrontend
@@ -27,10 +28,8 @@ def made():
 
 
 def padded(waves: list[torch.Tensor]):
-    lengths = torch.tensor([len(w) for w in waves])
-    batch = torch.zeros(len(waves), int(lengths.max()))
-    for row, wave in enumerate(waves):
-        batch[row, : len(wave)] = wave
+    """Clips zero-padded into one batch as the data side's collation pads them, and their lengths."""
+    batch, lengths, _ = pad_batch([(wave, 0) for wave in waves])
     return batch, lengths
 
 

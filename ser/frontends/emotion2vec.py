@@ -49,7 +49,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ser.errors import UserError
-from ser.ops import masked_moments, real_frames
+from ser.ops import frames_after, masked_group_norm, masked_standardize, real_frames
 
 CONFIG_FILE, WEIGHTS_FILE = "config.yaml", "model.pt"  # FunASR's checkpoint folder
 WHERE_TO_GET = ("emotion2vec checkpoints: `hf download emotion2vec/emotion2vec_base` (or "
@@ -205,23 +205,18 @@ class FeatureExtractor(nn.Module):
             samples = torch.div(samples - kernel, stride, rounding_mode="floor") + 1
         return samples
 
-    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def forward(self, waves: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """waves[B, T], lengths[B] samples -> ``[B, channels, frames]`` and each clip's real frames."""
         x, frames = waves[:, None], lengths
         for i, conv in enumerate(self.convs):
             x = conv(x)
-            frames = (torch.div(frames - conv.kernel_size[0], conv.stride[0], rounding_mode="floor") + 1).clamp(min=1)
+            frames = frames_after(frames, conv.kernel_size[0], conv.stride[0])
             if self.mode == "layer_norm":
                 x = layer_norm32(x.transpose(1, 2), self.norms[i], x.shape[1]).transpose(1, 2)
             elif i == 0:  # a GroupNorm per channel over time: over the clip's real frames only
-                x = self._group_norm(x, real_frames(frames, x.shape[-1])[:, None, :])
+                x = masked_group_norm(x, real_frames(frames, x.shape[-1])[:, None, :], self.norms[0])
             x = F.gelu(x)
-        return x
-
-    def _group_norm(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        norm = self.norms[0]
-        mean, var = masked_moments(x.float(), mask, dims=(-1,))
-        normed = (x.float() - mean) / torch.sqrt(var + norm.eps)
-        return ((normed * norm.weight[:, None] + norm.bias[:, None]) * mask).type_as(x)
+        return x, frames
 
 
 class PositionalConvs(nn.Module):
@@ -345,10 +340,9 @@ class Emotion2vec(nn.Module):
         real_samples = torch.ones_like(waves, dtype=torch.bool) if attention_mask is None else attention_mask.bool()
         lengths = real_samples.sum(-1)
         if self.config.normalize:
-            mean, var = masked_moments(waves, real_samples, dims=(-1,))
-            waves = (waves - mean) / torch.sqrt(var + 1e-5) * real_samples
-        features = self.feature_extractor(waves, lengths).transpose(1, 2)
-        frames = self.feature_extractor.frames(lengths).clamp(min=1)
+            waves = masked_standardize(waves, real_samples, (-1,), eps=1e-5)
+        features, frames = self.feature_extractor(waves, lengths)
+        features = features.transpose(1, 2)
         real = real_frames(frames, features.shape[1])
         x = self.projection(layer_norm32(features, self.projection_norm, features.shape[-1]))
         x = x + self.positional(x, real)

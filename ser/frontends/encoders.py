@@ -41,7 +41,7 @@ from torch import nn
 
 from ser.errors import ConfigError, UserError, not_one_of
 from ser.frontends import emotion2vec
-from ser.ops import frames_after, masked_mean, masked_moments, real_frames
+from ser.ops import frames_after, masked_group_norm, masked_mean, masked_standardize, real_frames
 
 log = logging.getLogger(__name__)
 FREEZE = ("all", "conv", "none")  # features.freeze
@@ -169,8 +169,7 @@ class EncoderFrontend(nn.Module):
             return self._encode_whisper(waves, lengths)
         mask = real_frames(lengths, waves.shape[-1])
         if self.do_normalize:
-            mean, var = masked_moments(waves, mask, dims=(-1,))
-            waves = (waves - mean) / torch.sqrt(var + 1e-7) * mask
+            waves = masked_standardize(waves, mask, (-1,), eps=1e-7)
         with self._real_lengths(lengths):
             out = self.encoder(waves, attention_mask=mask.long(), output_hidden_states=True)
         frames = self.encoded_frames(lengths)
@@ -194,10 +193,7 @@ class EncoderFrontend(nn.Module):
         frames = frames_after(self._sample_lengths, conv.kernel_size[0], conv.stride[0])
         if norm.num_groups != norm.num_channels:
             raise NotImplementedError("only a GroupNorm with one group per channel is restricted to real frames")
-        mask = real_frames(frames, x.shape[-1])[:, None, :]
-        mean, var = masked_moments(x, mask, dims=(-1,))
-        normed = (x - mean) / torch.sqrt(var + norm.eps)
-        return (normed * norm.weight[:, None] + norm.bias[:, None]) * mask.to(x.dtype)
+        return masked_group_norm(x, real_frames(frames, x.shape[-1])[:, None, :], norm)
 
     def _padding_zeroed(self, layer: nn.Module, args, output):
         """Forward hook on each layer of a stack of positional convolutions (data2vec-audio):
