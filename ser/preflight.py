@@ -36,6 +36,11 @@ def check_config(cfg: DictConfig) -> None:
             corpus.check_protocol(data.get("fold", 0))
     if cfg.get("test_ckpt", "last") not in TEST_CHECKPOINTS:
         raise not_one_of("test_ckpt", cfg.test_ckpt, TEST_CHECKPOINTS)
+    if cfg.trainer.get("use_distributed_sampler", False):
+        raise ConfigError("trainer.use_distributed_sampler=true is not supported: ser's data module shards its "
+                          "loaders across processes itself (length buckets, class balance, no training batch "
+                          "of one, each test clip scored once), and Lightning's sampler would replace that "
+                          "order with a plain shuffle. Leave it at false.")
     if cfg.trainer.get("precision", "32-true") not in PRECISIONS:
         raise not_one_of("trainer.precision", cfg.trainer.precision, PRECISIONS)
     check_model(cfg.model, accelerator=cfg.trainer.get("accelerator", "auto"))

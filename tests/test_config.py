@@ -142,6 +142,8 @@ CONFIG_MISTAKES = [
     (["data.emotions=[anger,joy]"], "joy"),
     (["data.num_workers=-1"], "data.num_workers=-1"),
     (["data.batch_size=0"], "data.batch_size=0"),
+    (["data.batch_size=1"], "batch of one"),  # cannot train a batch normalisation
+    (["trainer.use_distributed_sampler=true"], "trainer.use_distributed_sampler=true"),
     (["data.max_seconds=-2"], "data.max_seconds=-2"),
     (["data.cache_on_device=gpu"], "data.cache_on_device='gpu'"),
     (["model=cnn_gru", "features.kind=spectrogram"], "features.kind='spectrogram'"),

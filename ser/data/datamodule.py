@@ -33,9 +33,10 @@ from typing import Protocol
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from lightning.pytorch.accelerators import CPUAccelerator, CUDAAccelerator
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSamplerWrapper
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, WeightedRandomSampler
 
 from ser.data.cache import (
     ClipCache,
@@ -53,6 +54,7 @@ from ser.data.loading import (
     FixedOrder,
     SpanDataset,
     Spans,
+    TrainingBatches,
     pad_batch,
     stack_spans,
 )
@@ -311,6 +313,11 @@ class SERDataModule(L.LightningDataModule):
         for name, ds in self.datasets.items():
             if len(ds) == 0:
                 raise ConfigError(f"the {name} split is empty; check data.root and data.emotions")
+        count, _ = self._processes()
+        if len(train) <= count:
+            raise ConfigError(f"the train split holds {len(train)} clip(s) for {count} process(es): each process "
+                              "needs at least two a step, since a batch of one clip cannot train a batch "
+                              "normalisation; add speakers or clips to training, or use fewer devices.")
 
     # -- loaders ---------------------------------------------------------------------------
     def class_counts(self, name: str) -> list[int]:
@@ -328,6 +335,19 @@ class SERDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         ds = self.datasets["train"]
+        batches = TrainingBatches(self._training_order(ds), self.batch_size)
+        clips = len(batches.sampler)
+        if clips % self.batch_size == 1 and clips > 1:
+            log.info("%d training clips a process in batches of %d: the last clip joins the batch before it "
+                     "(a batch of one cannot train a batch normalisation)", clips, self.batch_size)
+        return DataLoader(ds, batch_sampler=batches, **self.loader_args(ds))
+
+    def _training_order(self, ds: ClipDataset) -> Sampler:
+        """The order this process visits its share of the training clips in, drawn anew each
+        epoch (Lightning calls ``set_epoch``). Every order is seeded by ``seed`` alone, so the
+        processes of a job agree on it and each takes every ``world_size``-th clip of it
+        (:meth:`_shard`); Lightning's own sharding is off (``trainer.use_distributed_sampler``)
+        because it would replace these orders with a plain shuffle."""
         if self.balanced_sampling:
             # Each class drawn equally often (with replacement): an imbalanced corpus's rare
             # emotions are seen as much as its common ones. No length buckets then.
@@ -337,12 +357,22 @@ class SERDataModule(L.LightningDataModule):
             weights = np.asarray([1.0 / counts[i] if (i := self._class_index(c)) is not None else 1.0 / counts.max()
                                   for c in members])
             generator = torch.Generator().manual_seed(self.seed)
-            sampler = WeightedRandomSampler(weights.tolist(), len(ds), replacement=True, generator=generator)
-            return DataLoader(ds, self.batch_size, sampler=sampler, **self.loader_args(ds))
+            return self._shard(WeightedRandomSampler(weights.tolist(), len(ds), replacement=True, generator=generator))
         if self.bucket_by_length:
-            sampler = BucketSampler(ds.lengths(), self.batch_size, self.seed)
-            return DataLoader(ds, self.batch_size, sampler=sampler, drop_last=False, **self.loader_args(ds))
-        return DataLoader(ds, self.batch_size, shuffle=True, **self.loader_args(ds))
+            return self._shard(BucketSampler(ds.lengths(), self.batch_size, self.seed))
+        count, rank = self._processes()
+        return DistributedSampler(ds, num_replicas=count, rank=rank, shuffle=True, seed=self.seed)
+
+    def _shard(self, order: Sampler) -> Sampler:
+        """This process's share of ``order``: every ``world_size``-th index (the last shares
+        padded with repeats to equal length, so that every process takes as many steps)."""
+        count, rank = self._processes()
+        return order if count == 1 else DistributedSamplerWrapper(order, num_replicas=count, rank=rank, shuffle=False)
+
+    def _processes(self) -> tuple[int, int]:
+        """(processes in the job, this one's rank)."""
+        trainer = self.trainer
+        return (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
 
     def val_dataloader(self):
         return self._eval_loader("val")
@@ -364,10 +394,11 @@ class SERDataModule(L.LightningDataModule):
     def _eval_loader(self, name):
         ds = self.datasets[name]
         sampler = FixedOrder(self.eval_order(name))
-        if self.trainer is not None and self.trainer.world_size > 1:
-            # Each clip scored exactly once across processes (Lightning's default sampler pads
-            # shards with repeats, which would count some test clips twice).
-            sampler = UnrepeatedDistributedSamplerWrapper(sampler, shuffle=False)
+        count, rank = self._processes()
+        if count > 1:
+            # Each clip scored exactly once across processes (a training shard is padded with
+            # repeats, which would count some test clips twice).
+            sampler = UnrepeatedDistributedSamplerWrapper(sampler, num_replicas=count, rank=rank, shuffle=False)
         return DataLoader(ds, self.eval_batch_size, sampler=sampler, **self.loader_args(ds))
 
     def loader_args(self, dataset: Dataset | None = None) -> dict:

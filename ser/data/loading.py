@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from ser.data.cache import ClipCache
 
@@ -112,6 +112,41 @@ class BucketSampler(Sampler):
             batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
         for b in rng.permutation(len(batches)):
             yield from batches[b].tolist()
+
+
+class TrainingBatches(BatchSampler):
+    """Training batches of ``batch_size`` clips in the sampler's order; a last batch of one clip
+    joins the batch before it (which then holds ``batch_size + 1``).
+
+    A network that normalises over the batch cannot train on one clip (BatchNorm's variance of
+    one value: torch raises), and whether a split leaves one over is the remainder of a division
+    (IEMOCAP's fold 4 at 32: 801 = 25 x 32 + 1). Dropping it would lose the same clip in every
+    epoch whose order ends on it; joining it keeps every clip in every epoch. Lightning builds a
+    ``BatchSampler`` subclass again around its distributed sampler, so each process's share of
+    a DDP job is batched by the same rule. A share of a single clip cannot be helped here: the
+    data module refuses such a split before any work.
+    """
+
+    def __init__(self, sampler, batch_size: int, drop_last: bool = False):
+        if batch_size < 2:
+            raise ValueError(f"training batches hold at least 2 clips, not {batch_size}")
+        super().__init__(sampler, batch_size, drop_last=False)  # every clip, every epoch
+
+    def __len__(self):
+        full, rest = divmod(len(self.sampler), self.batch_size)
+        return full + (rest > 1 or (rest == 1 and full == 0))
+
+    def __iter__(self):
+        batches = super().__iter__()
+        held = next(batches, None)
+        for batch in batches:
+            if len(batch) == 1:  # only the last batch can be short
+                held = held + batch
+            else:
+                yield held
+                held = batch
+        if held is not None:
+            yield held
 
 
 class FixedOrder(Sampler):

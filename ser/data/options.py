@@ -28,9 +28,11 @@ def check_data_options(*, emotions=("anger", "sadness"), split: str = "speaker",
     check_split(split, val_fraction, test_fraction, fold, num_folds)
     if split == "file":
         read_split_file(split_file)
-    for key, size in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or batch_size)):
-        if not (isinstance(size, int) and not isinstance(size, bool) and size >= 1):
-            raise ConfigError(f"data.{key}={size!r} is not valid: a batch is a whole number of clips, >= 1.")
+    # A training batch of one clip cannot train a batch normalisation; evaluation can score one.
+    for key, size, least in (("batch_size", batch_size, 2), ("eval_batch_size", eval_batch_size or batch_size, 1)):
+        if not (isinstance(size, int) and not isinstance(size, bool) and size >= least):
+            raise ConfigError(f"data.{key}={size!r} is not valid: a batch is a whole number of clips, >= {least}"
+                              + (" (a batch of one cannot train a batch normalisation)." if least > 1 else "."))
     if not (num_workers == "auto" or (isinstance(num_workers, int) and num_workers >= 0)):
         raise ConfigError(f"data.num_workers={num_workers!r} is not valid: use auto or a count >= 0.")
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
