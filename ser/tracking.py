@@ -59,7 +59,12 @@ def wandb_logger(offline: bool | None = None, **kwargs) -> WandbLogger:
     os.environ.setdefault("WANDB_SILENT", "true")
     if kwargs.get("save_dir") and not kwargs.get("id"):
         kwargs.update(id=run_id(Path(kwargs["save_dir"])), resume="allow")
-    return WandbLogger(offline=offline, **kwargs)
+    logger = WandbLogger(offline=offline, **kwargs)
+    # Lightning 2.6 passes anonymous=None to wandb.init, which W&B 0.31 answers with "The
+    # anonymous setting has no effect" on every run: a setting nobody set, left out.
+    if logger._wandb_init.get("anonymous") is None:
+        logger._wandb_init.pop("anonymous", None)
+    return logger
 
 
 def run_id(run_dir: Path) -> str:
@@ -117,7 +122,7 @@ class CSVLogger(LightningCSVLogger):
     keeps its history: Lightning's deletes the earlier metrics.csv when it starts ("Previous log
     files in this directory will be deleted"), so a run stopped after epoch 1 of 4 and continued
     kept only the epochs after the restart. Here the rows logged up to the checkpoint the run
-    continues from are kept (:func:`continue_history`), each epoch's rows once, and whatever is
+    continues from are kept (:func:`continue_history`), each logging event's row once, and whatever is
     logged before a checkpoint is on disk when the checkpoint is."""
 
     @property
@@ -154,7 +159,7 @@ class HistoryWriter(ExperimentWriter):
     def save(self) -> None:
         if not self.metrics and not self.history:
             return
-        rows = once_per_epoch([*self.history, *self.metrics])
+        rows = once_per_event([*self.history, *self.metrics])
         self.metrics, self.history = [], rows
         self.metrics_keys = sorted({key for row in rows for key in row})
         with self._fs.open(self.metrics_file_path, "w", newline="") as handle:
@@ -163,11 +168,13 @@ class HistoryWriter(ExperimentWriter):
             writer.writerows(rows)
 
 
-def once_per_epoch(rows: list[dict]) -> list[dict]:
-    """Rows with the same epoch and the same metrics (an epoch's validation, its learning
-    rate) logged again after a restart: only the later one stays."""
+def once_per_event(rows: list[dict]) -> list[dict]:
+    """Rows of the same logging event (the same global step and the same metrics: a
+    validation, a learning rate) logged again after a restart: only the later one stays. The
+    step, not the epoch, names the event: an epoch validated twice (``val_check_interval=0.5``)
+    logs the same metrics at two steps, and both are kept."""
     def kind(row):
-        return row.get("epoch") is not None and (str(row["epoch"]), frozenset(k for k in row if k != "step"))
+        return row.get("step") is not None and (str(row["step"]), frozenset(row))
 
     last = {kind(row): i for i, row in enumerate(rows) if kind(row)}
     return [row for i, row in enumerate(rows) if not kind(row) or last[kind(row)] == i]

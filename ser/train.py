@@ -24,6 +24,7 @@ from rich.console import Console
 
 from ser import results as results_file
 from ser.callbacks import FromTrainingSplit, ValidationFinishesFirst
+from ser.console import quiet_console
 from ser.errors import ConfigError, UserError
 from ser.module import SERModule
 from ser.plots import save_attribute_scatter, save_confusion_matrix
@@ -48,6 +49,7 @@ def run(cfg: DictConfig) -> dict:
     is generated, decoded or cached.
     """
     began = time.monotonic()
+    quiet_console()
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
     label_runs(cfg)
@@ -250,7 +252,8 @@ def chosen_checkpoint(trainer, which: str) -> str:
 def test_scores(cfg, trainer, model, datamodule, ckpt: str | None) -> dict:
     """What a test split says of a model: the logged metrics, the task's record (per class,
     confusion counts) and, by speaker, per-speaker scores and the intervals."""
-    metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True)[0]
+    # verbose=False: ser's own table (report()) prints the scores, with their intervals.
+    metrics = trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)[0]
     return {
         **{k: float(v) for k, v in sorted(metrics.items())},
         **model.task.test_record(),

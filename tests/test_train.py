@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL
+from conftest import SMALL, run_train
 
 FAST = [*SMALL, "logger=csv"]
 
@@ -166,14 +166,15 @@ def test_runs_started_in_the_same_second_get_folders_of_their_own():
     assert folders[0] != folders[1]
 
 
-@pytest.mark.parametrize(("signal_name", "stage", "batch"), [
-    ("SIGTERM", "train", 2),  # mid-epoch
-    ("SIGTERM", "train", 5),  # the epoch's last batch: validation still to run
-    ("SIGTERM", "val", 0),    # mid-validation: Lightning would not run it again
-    ("SIGKILL", "train", 2),  # no warning: only last.ckpt is there
+@pytest.mark.parametrize(("signal_name", "stage", "batch", "validations"), [
+    ("SIGTERM", "train", 2, 1),  # mid-epoch
+    ("SIGTERM", "train", 5, 1),  # the epoch's last batch: validation still to run
+    ("SIGTERM", "val", 0, 1),    # mid-validation: Lightning would not run it again
+    ("SIGKILL", "train", 2, 1),  # no warning: only last.ckpt is there
+    ("SIGTERM", "train", 4, 2),  # validated twice an epoch, stopped between the two
 ])
 def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offline_wandb, tmp_path, signal_name,
-                                                                          stage, batch):
+                                                                          stage, batch, validations):
     """What a SLURM requeue does: the same command in the same folder after the process died."""
     import re
     import subprocess
@@ -188,7 +189,7 @@ def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offli
                  f"+callbacks.signal.signal_name={signal_name}"]
     args = [sys.executable, "train.py", *SMALL, "logger=wandb", "trainer.max_epochs=4",
             "trainer.limit_train_batches=6", "trainer.limit_val_batches=2", "data.batch_size=8",
-            f"hydra.run.dir={run}", *signalled]
+            f"trainer.val_check_interval={1 / validations}", f"hydra.run.dir={run}", *signalled]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).parent),
                                                                       os.environ.get("PYTHONPATH")]))}
     first = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -204,8 +205,9 @@ def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offli
     runs = [r for r in offline_runs(run / "wandb") if r.run_id]
     assert {r.run_id for r in runs} == {(run / "wandb_id").read_text().strip()}
     epochs = sorted(row["epoch"] for r in runs for row in r.history if "val/uar" in row)
+    every = [epoch for epoch in range(4) for _ in range(validations)]
     if signal_name == "SIGTERM":  # the first process closed its run: both halves are there
-        assert epochs == [0, 1, 2, 3]
+        assert epochs == every
     else:  # a killed process cannot flush its offline records (online, W&B has them already)
         step = int(re.search(r"from last\.ckpt \(step (\d+)\)", again.stderr + again.stdout).group(1))
         assert epochs == list(range(step // 6, 4))
@@ -214,7 +216,9 @@ def test_a_run_killed_mid_epoch_continues_when_started_again_in_its_folder(offli
     # to the checkpoint is on disk with it, even after a SIGKILL); no checkpoint unpickled.
     with open(run / "csv" / "metrics.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert sorted(int(r["epoch"]) for r in rows if r.get("val/uar")) == [0, 1, 2, 3]
+    validated = [(int(r["epoch"]), int(r["step"])) for r in rows if r.get("val/uar")]
+    assert sorted(epoch for epoch, _ in validated) == every
+    assert len({step for _, step in validated}) == len(validated)  # each validation once, at its own step
     trained = sorted(int(r["epoch"]) for r in rows if r.get("train/uar"))
     assert trained == [0, 1, 2, 3] if signal_name == "SIGTERM" else trained[-3:] == [1, 2, 3]
     assert "weights_only" not in first.stderr + again.stderr
@@ -301,3 +305,26 @@ def test_balanced_class_weights_and_sampling_follow_the_training_split(compose_c
     assert max(drawn.values()) < 1.3 * min(drawn.values())  # equal draws, though class 2 has a third as many
     train_cli([*FAST, "debug=fdr", "model.class_weights=balanced", "data.balanced_sampling=true"], tmp_path)
     assert json.loads((tmp_path / "results.json").read_text())["test/uar"] >= 0
+
+
+def test_a_run_prints_each_line_once_and_nothing_nobody_can_act_on(offline_wandb, tmp_path, monkeypatch):
+    import re
+
+    # Lightning warns on any machine where SLURM's srun exists (CI's runs a real cluster).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    (bin_dir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = run_train([*SMALL, "trainer.max_epochs=1"], tmp_path / "run")
+    printed = (proc.stdout + proc.stderr).splitlines()
+    messages = [re.sub(r"^\[[^]]*\]\[[^]]*\]\[\w+\] - ", "", line) for line in printed
+                if line.startswith("[")]  # every log record, through Hydra's one handler
+    assert len(messages) >= 5 and len(messages) == len(set(messages)), messages
+    assert not [line for line in printed if line.startswith("INFO: ")]  # Lightning's own handler
+    for noise in ("ckpt_path=None", 'ckpt_path="last"', "LeafSpec", "litlogger", "anonymous setting",
+                  "srun", "TPU available", "was configured so 100%", "model summary callbacks"):
+        assert not [line for line in printed if noise in line], noise
+    assert sum("test/uar" in line for line in printed) == 1  # ser's table, not Lightning's too
+    assert "DataLoader 0" not in proc.stdout
+    assert "GPU available" in proc.stdout + proc.stderr  # information about the run stays
