@@ -12,7 +12,12 @@ rating scale is known, "attributes_on_scale" on it. A file is scored in windows 
 (10 by default, the length models are trained on), so a recording of any length costs the
 memory of a few windows; the whole-file result is the windows' probabilities averaged by
 their duration. Any sample rate and channel count is read (mixed to mono, resampled to the
-model's rate); unreadable files are reported on stderr and skipped.
+model's rate); a file that cannot be read is named on stderr with the reason and skipped, the
+others answered.
+
+Exit status: 0 when every input was answered; 3 when some were skipped (named on stderr, every
+other file answered), so that a script can tell a partial answer from a whole one; 2 for a
+usage or model error, or a stream it cannot read (after the windows read so far).
 
 A model that normalises per speaker (``features.normalize=speaker``, the default of the log-mel,
 MFCC and eGeMAPS front ends) is given its inputs as training and the test step gave them: the
@@ -65,8 +70,12 @@ def expand(inputs: list[str]) -> list[Path]:
 WINDOW_SECONDS = 10.0  # as data.max_seconds: the longest clip a model sees in training
 
 
+EXIT_SKIPPED = 3  # some inputs could not be read; every other one was answered
+
+
 def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches: int = 16,
-            window_seconds: float = WINDOW_SECONDS, speaker_files: list[Path] | None = None) -> Iterator[dict]:
+            window_seconds: float = WINDOW_SECONDS, speaker_files: list[Path] | None = None,
+            skipped: list[Path] | None = None) -> Iterator[dict]:
     """Probabilities for ``files``, yielded in their order, for each window and the whole file.
 
     Files are read ``batch_size * chunk_batches`` at a time on a thread pool, the next chunk
@@ -81,12 +90,12 @@ def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches
     """
     rate = model.sample_rate
     size = max(1, int(window_seconds * rate))
-    chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, model.min_samples)
+    chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, model.min_samples, skipped)
     statistics = None
     if model.per_speaker:
         chunks = [[entry for chunk in chunks for entry in chunk]]
         stages = _stage_outputs(model, [piece for _, _, pieces in chunks[0] for piece in pieces], batch_size)
-        statistics = _speaker_statistics(model, chunks[0], stages, batch_size, speaker_files, size)
+        statistics = _speaker_statistics(model, chunks[0], stages, batch_size, speaker_files, size, skipped)
     for chunk in chunks:
         pieces = [piece for _, _, pieces_of in chunk for piece in pieces_of]
         if model.reads == "stage":
@@ -100,19 +109,20 @@ def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches
                                for a, b, p in scored]}
 
 
-def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shortest: int) -> Iterator[list]:
+def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shortest: int,
+                     skipped: list[Path] | None) -> Iterator[list]:
     """Chunks of (path, window spans, window samples) of the readable files."""
-    for decoded in _decoded_chunks(files, rate, chunk):
+    for decoded in _decoded_chunks(files, rate, chunk, skipped):
         readable = [(path, samples) for path, samples in decoded if samples is not None]
         spans = [windows(len(samples), size, shortest) for _, samples in readable]
         yield [(path, spans_of, [samples[a:b] for a, b in spans_of]) for (path, samples), spans_of in zip(readable, spans)]
 
 
 def _speaker_statistics(model: Model, entries: list, stages: list[np.ndarray], batch_size: int,
-                        speaker_files: list[Path] | None, size: int) -> SpeakerStatistics:
+                        speaker_files: list[Path] | None, size: int, skipped: list[Path] | None) -> SpeakerStatistics:
     """Whose statistics standardise the call's windows, said on stderr."""
     if speaker_files:
-        return _enrolled(model, speaker_files, batch_size, size)
+        return _enrolled(model, speaker_files, batch_size, size, skipped)
     if len(entries) >= 2:
         print(f"ser-predict: the {len(stages)} windows of these {len(entries)} files are taken as one speaker's "
               "clips (the model normalises per speaker); score each speaker's files in a call of their own",
@@ -121,9 +131,11 @@ def _speaker_statistics(model: Model, entries: list, stages: list[np.ndarray], b
     return _pooled(model)
 
 
-def _enrolled(model: Model, speaker_files: list[Path], batch_size: int, size: int) -> SpeakerStatistics:
+def _enrolled(model: Model, speaker_files: list[Path], batch_size: int, size: int,
+              skipped: list[Path] | None = None) -> SpeakerStatistics:
     """The statistics of the windows of ``speaker_files`` (--speaker-stats), said on stderr."""
-    enrolment = [piece for chunk in _windowed_chunks(speaker_files, model.sample_rate, size, 256, model.min_samples)
+    enrolment = [piece for chunk in _windowed_chunks(speaker_files, model.sample_rate, size, 256, model.min_samples,
+                                                     skipped)
                  for _, _, pieces in chunk for piece in pieces]
     if not enrolment:
         raise UserError("--speaker-stats: none of its files could be read")
@@ -184,12 +196,15 @@ def _readouts(model: Model, clips: list[np.ndarray], batch_size: int,
     return readouts
 
 
-def _decoded_chunks(files: list[Path], sample_rate: int, size: int) -> Iterator[list]:
-    """Chunks of (path, samples or None), each decoded while the previous one is scored."""
+def _decoded_chunks(files: list[Path], sample_rate: int, size: int, skipped: list[Path] | None) -> Iterator[list]:
+    """Chunks of (path, samples or None), each decoded while the previous one is scored; an
+    unreadable file is named on stderr with its reason and appended to ``skipped``."""
     def read(path):
         samples, error = try_load_mono(path, sample_rate)
         if error is not None:
             print(f"skipped {path}: {error}", file=sys.stderr)
+            if skipped is not None:
+                skipped.append(path)  # list.append is atomic: safe from the pool's threads
         return path, samples
 
     with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
@@ -241,8 +256,12 @@ def stream(model: Model, source: BinaryIO, window_seconds: float = WINDOW_SECOND
     start = max(next_start, held_start)
     if end > covered and end - start >= model.min_samples:
         yield _window(model, held[start - held_start :], start, statistics)
+        covered = end
     if ending is not None:
         raise ending
+    if not covered:
+        raise StreamError(f"the stream held {end} sample(s), fewer than the {model.min_samples} this model "
+                          "needs to score a window: nothing was answered")
 
 
 def _window(model: Model, samples: np.ndarray, start: int, statistics) -> dict:
@@ -305,6 +324,8 @@ def _wav_header(source: BinaryIO, rate: int) -> int:
                 raise StreamError("the WAV stream has no fmt chunk before its data")
             return channels
         body = _read_exactly(source, length + length % 2)
+        if len(body) < length or (kind == b"fmt " and length < 16):
+            raise StreamError(f"the WAV stream's header is cut short (its {kind.decode('latin-1')!r} chunk)")
         if kind == b"fmt ":
             tag, channels, wav_rate, _, _, bits = struct.unpack("<HHIIHH", body[:16])
             if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the real tag is the sub-format's
@@ -338,6 +359,7 @@ def main(argv=None) -> int:
         parser.error("give audio files or folders, or --stream - (not both)")
     if args.stream not in (None, "-"):
         parser.error("--stream reads standard input: --stream -")
+    skipped: list[Path] = []
     try:
         model = ExportedModel(args.model) if args.model else CheckpointModel.load(args.ckpt, args.device)
         speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
@@ -345,16 +367,20 @@ def main(argv=None) -> int:
             statistics = None
             if speaker_files and model.per_speaker:
                 statistics = _enrolled(model, speaker_files, args.batch_size,
-                                       max(1, int(args.window * model.sample_rate)))
+                                       max(1, int(args.window * model.sample_rate)), skipped)
             rows = stream(model, sys.stdin.buffer, args.window, args.hop, statistics)
         else:
             rows = predict(model, expand(args.inputs), args.batch_size, window_seconds=args.window,
-                           speaker_files=speaker_files)
+                           speaker_files=speaker_files, skipped=skipped)
         for row in rows:
             print(json.dumps(row), flush=True)
     except UserError as err:
         print(f"ser-predict: error: {err}", file=sys.stderr)
         return 2
+    if skipped:
+        print(f"ser-predict: {len(skipped)} input file(s) could not be read and were skipped (named above); "
+              f"every other file was answered (exit status {EXIT_SKIPPED})", file=sys.stderr)
+        return EXIT_SKIPPED
     return 0
 
 

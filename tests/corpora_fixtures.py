@@ -148,3 +148,37 @@ def msp_podcast(root: Path) -> list[dict]:
         writer.writeheader()
         writer.writerows(rows + odd)
     return rows
+
+
+def damaged_folder(root: Path) -> tuple[list[str], list[str]]:
+    """A folder as users hand ser-predict: good clips beside damaged and odd files. Returns the
+    names every reader must answer and the names it must skip, each with a reason."""
+    import soundfile as sf
+
+    root.mkdir(parents=True, exist_ok=True)
+    good = write(root / "good.wav", speech(0, "anger", 0, 16000), 16000)
+    rng = np.random.default_rng(0)
+    sf.write(root / "eight_channels_96k_float.wav", np.stack([speech(1, "fear", 1, 96000)] * 8, axis=1), 96000,
+             subtype="FLOAT")
+    sf.write(root / "short.flac", speech(2, "sadness", 2, 16000)[:800], 16000)  # 0.05 s
+    sf.write(root / "stereo.ogg", np.stack([speech(3, "happiness", 3, 22050)] * 2, axis=1), 22050)
+    (root / "empty.wav").write_bytes(b"")
+    (root / "truncated_header.wav").write_bytes(good.read_bytes()[:30])
+    (root / "random_bytes.wav").write_bytes(rng.integers(0, 256, 64000, dtype=np.uint8).tobytes())
+    (root / "notes.txt").write_text("not audio, and not named as audio: not an input")
+    return (["eight_channels_96k_float.wav", "good.wav", "short.flac", "stereo.ogg"],
+            ["empty.wav", "random_bytes.wav", "truncated_header.wav"])
+
+
+def assert_answered_and_skipped(proc, answered: list[str], skipped: list[str]) -> None:
+    """ser-predict's output on :func:`damaged_folder`: one JSON line per readable file, each bad
+    file named with its reason on stderr, no traceback, and the exit status of a partial answer."""
+    import json
+
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert sorted(json.loads(line)["path"].rsplit("/", 1)[-1] for line in proc.stdout.splitlines()) == answered
+    named = [line for line in proc.stderr.splitlines() if line.startswith("skipped ")]
+    assert sorted(line.split(":")[0].rsplit("/", 1)[-1] for line in named) == skipped
+    assert all(len(line.split(": ", 1)[1]) > 5 for line in named)  # with its reason
+    assert "Traceback" not in proc.stderr and "notes.txt" not in proc.stderr + proc.stdout
+    assert f"{len(skipped)} input file(s) could not be read" in proc.stderr

@@ -17,6 +17,7 @@ import soundfile as sf
 import torch
 
 from conftest import REPO, SMALL, predict_cli
+from corpora_fixtures import assert_answered_and_skipped, damaged_folder
 from test_normalization import read_test_split
 
 # The model of the end-to-end test: the CNN on log-mel normalised per speaker (its default), so the
@@ -254,3 +255,20 @@ def test_a_stream_it_cannot_read_gets_one_line_after_the_windows_read_so_far(utt
     sf.write(path, np.zeros(16000, dtype=np.float32), 16000, subtype="FLOAT")
     float_wav = stream_cli(utterance_export, path.read_bytes())
     assert float_wav.returncode == 2 and b"--stream reads 16-bit PCM" in float_wav.stderr
+
+
+def test_an_export_answers_every_readable_file_of_a_damaged_folder_and_exits_3(utterance_export, tmp_path):
+    answered, skipped = damaged_folder(tmp_path / "mixed")
+    assert_answered_and_skipped(predict_cli("--model", utterance_export, tmp_path / "mixed"), answered, skipped)
+
+
+def test_a_damaged_stream_is_one_line_and_exit_2_never_a_traceback(utterance_export, tmp_path):
+    damaged_folder(tmp_path / "mixed")
+    for name in ("empty.wav", "truncated_header.wav", "eight_channels_96k_float.wav"):
+        proc = stream_cli(utterance_export, (tmp_path / "mixed" / name).read_bytes())
+        said = proc.stderr.decode().strip().splitlines()
+        assert proc.returncode == 2 and not proc.stdout, name
+        assert len(said) == 1 and said[0].startswith("ser-predict: error: the "), (name, said)
+    # Random bytes are valid 16-bit PCM: answered, as any raw stream is.
+    noise = stream_cli(utterance_export, (tmp_path / "mixed" / "random_bytes.wav").read_bytes())
+    assert noise.returncode == 0 and len(noise.stdout.splitlines()) == 1

@@ -11,7 +11,7 @@ import soundfile as sf
 from ser.module import NotASerCheckpoint, SERModule
 
 from conftest import REPO, SMALL, predict_cli
-from corpora_fixtures import emodb, speech
+from corpora_fixtures import assert_answered_and_skipped, damaged_folder, emodb, speech
 
 QUICK = [*SMALL, "logger=csv", "debug=limit"]
 
@@ -34,13 +34,21 @@ def test_predict_prints_one_json_per_file_for_any_rate_and_channels(trained, tmp
     (tmp_path / "more" / "broken.wav").write_bytes(b"not audio")
     proc = predict_cli("--ckpt", trained / "checkpoints" / "best.ckpt", tmp_path / "stereo48k.wav",
                        tmp_path / "mono8k.wav", tmp_path / "more")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # every readable file answered, one skipped
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["stereo48k.wav", "mono8k.wav", "clip.wav"]
     for row in rows:
         assert abs(sum(row["probs"].values()) - 1) < 1e-4
         assert row["emotion"] == max(row["probs"], key=row["probs"].get)
     assert "broken.wav" in proc.stderr
+
+
+def test_predict_answers_every_readable_file_of_a_damaged_folder_and_exits_3(trained, tmp_path):
+    answered, skipped = damaged_folder(tmp_path / "mixed")
+    proc = predict_cli("--ckpt", trained / "checkpoints" / "best.ckpt", tmp_path / "mixed")
+    assert_answered_and_skipped(proc, answered, skipped)
+    whole = predict_cli("--ckpt", trained / "checkpoints" / "best.ckpt", *(tmp_path / "mixed" / n for n in answered))
+    assert whole.returncode == 0 and len(whole.stdout.splitlines()) == len(answered)
 
 
 def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(compose_cfg, tmp_path):
