@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -98,6 +99,28 @@ def compose_train(overrides: list[str], output_dir: Path | None = None):
         with open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
     return cfg
+
+
+def train_here(overrides: list[str], run_dir: Path) -> dict | str:
+    """train.py's work in this process (no interpreter start, no imports again: a second or two
+    for a small run): its results.json, or the one paragraph a user mistake stopped it with.
+    Anything else raises, traceback and all."""
+    from ser.errors import find_user_error
+    from ser.preflight import check_config
+    from ser.train import run
+
+    cfg = compose_train(overrides, output_dir=run_dir)
+    with open_dict(cfg):
+        del cfg["hydra"]  # as Hydra hands the config to train.py's main (HydraConfig keeps it)
+    try:
+        check_config(cfg)
+        run(cfg)
+    except Exception as err:
+        stopped = find_user_error(err)
+        if stopped is None:
+            raise
+        return str(stopped)
+    return json.loads((run_dir / "results.json").read_text())
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ Corpora are written in the built-in corpus's naming (CREMA-D's ``actor_sentence_
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -18,13 +17,11 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
-from omegaconf import open_dict
 
 from ser.data import CremaD, SERDataModule
 from ser.data.loading import TrainingBatches
-from ser.errors import find_user_error
 
-from conftest import compose_train
+from conftest import train_here
 from corpora_fixtures import speech, write
 
 SENTENCES = ["DFA", "IEO", "TIE", "IOM"]  # CREMA-D's sentence codes
@@ -128,29 +125,15 @@ def write_corpus(root: Path, clips: dict) -> None:
 
 def train_on(shape: dict, base: Path) -> dict | str:
     """results.json of one short run over the shape's corpus, or the paragraph it stopped with."""
-    from ser.preflight import check_config
-    from ser.train import run
-
     write_corpus(base / "corpus", shape["clips"])
-    overrides = [f"model={shape['model']}", "data=cremad", f"data.root={base / 'corpus'}",
-                 f"data.cache_dir={base / 'cache'}", f"data.emotions=[{','.join(shape['emotions'])}]",
-                 f"data.split={shape['split']}", f"data.fold={shape['fold']}", f"data.num_folds={shape['num_folds']}",
-                 f"data.batch_size={shape['batch_size']}", "data.eval_batch_size=5", "data.num_workers=0",
-                 f"data.max_seconds={shape['max_seconds'] if shape['max_seconds'] else 'null'}",
-                 "data.val_fraction=0.25", "data.test_fraction=0.25", "logger=csv", "trainer.max_epochs=2",
-                 "trainer.num_sanity_val_steps=0", "test_bootstrap=20"]
-    cfg = compose_train(overrides, output_dir=base / "run")
-    with open_dict(cfg):
-        del cfg["hydra"]  # as Hydra hands the config to train.py's main (HydraConfig keeps it)
-    try:
-        check_config(cfg)
-        run(cfg)
-    except Exception as err:
-        stopped = find_user_error(err)
-        if stopped is None:
-            raise
-        return str(stopped)
-    return json.loads((base / "run" / "results.json").read_text())
+    return train_here([f"model={shape['model']}", "data=cremad", f"data.root={base / 'corpus'}",
+                       f"data.cache_dir={base / 'cache'}", f"data.emotions=[{','.join(shape['emotions'])}]",
+                       f"data.split={shape['split']}", f"data.fold={shape['fold']}",
+                       f"data.num_folds={shape['num_folds']}", f"data.batch_size={shape['batch_size']}",
+                       "data.eval_batch_size=5", "data.num_workers=0",
+                       f"data.max_seconds={shape['max_seconds'] if shape['max_seconds'] else 'null'}",
+                       "data.val_fraction=0.25", "data.test_fraction=0.25", "logger=csv", "trainer.max_epochs=2",
+                       "trainer.num_sanity_val_steps=0", "test_bootstrap=20"], base / "run")
 
 
 # 6 speakers x 2 emotions x 2 clips, split by speaker: 8 training clips, in batches of 7 and 1.
