@@ -27,3 +27,24 @@ class SignalAt(L.Callback):
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         self._maybe_signal(trainer, "val", batch_idx)
+
+
+class RequeueAt(L.Callback):
+    """Ask the SLURM scheduler to requeue this job (``scontrol requeue``) at training batch
+    ``batch`` of ``epoch``, in the job's first run only (SLURM sets ``SLURM_RESTART_COUNT`` on a
+    requeued one), then wait for the scheduler's SIGTERM to reach the training loop, as a
+    preemption would: the requeue happens where the test chose, by the real scheduler."""
+
+    def __init__(self, epoch: int, batch: int, patience_s: float = 60.0):
+        self.at, self.patience_s = (epoch, batch), patience_s
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        import subprocess
+        import time
+
+        if (trainer.current_epoch, batch_idx) != self.at or os.environ.get("SLURM_RESTART_COUNT", "0") != "0":
+            return
+        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=True)
+        deadline = time.monotonic() + self.patience_s
+        while not trainer.received_sigterm and time.monotonic() < deadline:
+            time.sleep(0.2)
