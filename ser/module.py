@@ -153,7 +153,9 @@ class SERModule(L.LightningModule):
         # Every process calls this at the same point, so the two reductions below line up
         # (compute() is cached: Lightning's own compute of val/uar reduces nothing again).
         self.val_uar_best.update(self.task.headline_metric("val").compute())
-        self.log(f"val/{self.task.headline}_best", self.val_uar_best.compute(), prog_bar=True)
+        # The headline metric is synced across processes, so every process holds the same best;
+        # sync_dist averages equal values (and spares a DDP run Lightning's warning).
+        self.log(f"val/{self.task.headline}_best", self.val_uar_best.compute(), prog_bar=True, sync_dist=True)
 
     def on_train_epoch_end(self):
         if not self._train_outputs:

@@ -118,5 +118,6 @@ def test_ddp_over_two_slurm_tasks_on_cpu_counts_every_test_clip_once(cache_dir, 
     ran = job_logs(sweep)
     assert "global_rank=0(2)" in ran and "global_rank=1(2)" in ran  # two SLURM tasks of one job
     assert "MEMBER: 1/2" in ran and "MEMBER: 2/2" in ran  # one DDP process group over them
+    assert "sync_dist=True" not in ran  # no warning the user cannot act on
     results = json.loads((sweep / "0" / "results.json").read_text())
     assert sum(map(sum, results["confusion_matrix"])) == results["n_test"] > 0
