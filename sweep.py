@@ -7,7 +7,7 @@ parameters) whose parameter names are Hydra keys (``model``, ``model.optimizer.l
 With W&B credentials the sweep is created on W&B and a W&B agent runs the trials, each an
 ordinary ``train.py`` run. Without them the same sweep runs here, proposed by W&B's
 open-source engine (the ``sweeps`` package, kept in an environment of its own: see
-``ser/sweep_engine.py``), every trial logged as an offline W&B run.
+``ser/experiment/sweep_engine.py``), every trial logged as an offline W&B run.
 Either way a trial that crashes is recorded as failed and the sweep goes on, and a ranked
 table of the trials is printed at the end (and written to ``sweep_results.json``).
 """
@@ -53,7 +53,7 @@ def run_trial(params: dict, overrides: list[str], run_dir: Path, group: str) -> 
     with open(run_dir / "trial.log", "w") as log:
         code = subprocess.call([sys.executable, str(REPO / "train.py"), *args], cwd=REPO, stdout=log,
                                stderr=subprocess.STDOUT, env={**os.environ, "SER_GROUP": group})
-    from ser import results
+    from ser.evidence import results
 
     path = run_dir / results.FILE
     if code != 0 or not path.is_file():
@@ -63,7 +63,7 @@ def run_trial(params: dict, overrides: list[str], run_dir: Path, group: str) -> 
 
 def local_sweep(config: dict, count: int | None, overrides: list[str], out: Path) -> list[dict]:
     """Propose trials with W&B's open-source engine and run them one after another here."""
-    from ser.sweep_engine import next_params
+    from ser.experiment.sweep_engine import next_params
 
     metric = config["metric"]["name"]
     history: list[dict] = []
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     count = args.count if args.count is not None else default_count(config)
     sys.path.insert(0, str(REPO))
     from ser.errors import UserError
-    from ser.tracking import has_wandb_credentials
+    from ser.experiment.tracking import has_wandb_credentials
 
     if has_wandb_credentials() and not args.local:
         wandb_sweep(config, count, args.overrides, args.project)

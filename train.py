@@ -17,8 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from ser.errors import find_user_error
-from ser.grid import add_test_corpora
-from ser.preflight import check_config
+from ser.evidence.grid import add_test_corpora
+from ser.experiment.preflight import check_config
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -26,7 +26,9 @@ def main(cfg: DictConfig) -> float | None:
     try:
         add_test_corpora(cfg)  # test_on=[names] -> their data configs, checked with the rest
         check_config(cfg)  # before Lightning is imported (6 s): a config mistake ends the run in seconds
-        from ser.train import run  # imported here so that --help, --cfg and mistakes stay fast
+        from ser.experiment.train import (
+            run,  # imported here so that --help, --cfg and mistakes stay fast
+        )
 
         results = run(cfg)
     except Exception as err:

@@ -2,7 +2,7 @@
 dominance (rated from each clip's emotion and how strongly it was acted), 4 speaker folds.
 
 For each model (the default eGeMAPS MLP and the CNN-GRU) every fold trains three times with
-train.py's own code (``ser.train.run``; the next fold validates): ``task=categorical`` (the
+train.py's own code (``ser.experiment.train.run``; the next fold validates): ``task=categorical`` (the
 baseline of this run), ``task=attributes`` and ``task=both``. Prints the CCC of each attribute
 and their mean (mean +- std over folds), and the categorical UAR of ``task=both`` against
 ``task=categorical`` on the same folds as a difference and a ratio.

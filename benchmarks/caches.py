@@ -71,8 +71,8 @@ def cache_sizes(cache_dir: Path) -> dict[str, int]:
 
 def measure(source: str, model: str, epochs: int, work: Path) -> list[str]:
     from ser.data.cache import WaveformCache
+    from ser.experiment.train import run
     from ser.module import SERModule
-    from ser.train import run
 
     overrides = [*SOURCES[source](work), f"data.emotions=[{','.join(EMOTIONS)}]", f"model={model}",
                  f"trainer.max_epochs={epochs}", "seed=0", *QUIET]

@@ -59,7 +59,7 @@ def clips(folder: Path, count: int) -> tuple[list[Path], float]:
 
 def cold_start(flag: str, model: Path, file: Path) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ser.predict", flag, str(model), str(file)], cwd=REPO, check=True,
+    subprocess.run([sys.executable, "-m", "ser.serving.predict", flag, str(model), str(file)], cwd=REPO, check=True,
                    capture_output=True)
     return time.perf_counter() - start
 
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from ser.export import export_module
     from ser.frontends.normalize import SpeakerStatistics
-    from ser.predict import predict
-    from ser.runtime import CheckpointModel, ExportedModel
+    from ser.serving.export import export_module
+    from ser.serving.predict import predict
+    from ser.serving.runtime import CheckpointModel, ExportedModel
 
     root = Path(tempfile.mkdtemp(prefix="ser-export-bench-"))
     files, seconds = clips(root / "corpus", args.clips)

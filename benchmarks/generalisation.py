@@ -6,7 +6,7 @@
      code with, never tuned on: only reported.
 
 For each recipe (ser's default, the CNN-GRU, and one lever changed at a time on it), every
-fold trains with train.py's own code (``ser.train.run``; the next fold validates) and scores
+fold trains with train.py's own code (``ser.experiment.train.run``; the next fold validates) and scores
 the held-out fold's speakers. Notebook 004's pipeline (its features, CNN-GRU, Adam at its
 rate, 15 epochs, no validation) and eGeMAPS + SVM (``--egemaps``) train on the same folds'
 train + val speakers and are scored on the same test speakers: the baseline rows.
@@ -95,7 +95,7 @@ def real_encoder(override: str, work: Path) -> str:
 
 
 def ser_fold(source: list[str], recipe: list[str], fold: int, folds: int, out: Path) -> dict:
-    from ser.train import run
+    from ser.experiment.train import run
 
     recipe = [real_encoder(o, out.parent) if o.startswith(f"features.name={REAL}") else o for o in recipe]
 

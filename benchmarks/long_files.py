@@ -30,7 +30,7 @@ from common import REPO, compose, machine, save_checkpoint
 
 RATE = 16000
 MEASURE = ("import resource, runpy, sys; sys.argv = ['ser-predict', *sys.argv[1:]];"
-           "code = 0\ntry: runpy.run_module('ser.predict', run_name='__main__')\n"
+           "code = 0\ntry: runpy.run_module('ser.serving.predict', run_name='__main__')\n"
            "except SystemExit as done: code = done.code or 0\n"
            "print('peak_kib', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(code)")
 

@@ -51,8 +51,8 @@ def file_by_file(module, files: list[Path]) -> float:
 
 
 def streamed(module, files: list[Path], batch_size: int) -> float:
-    from ser.predict import predict
-    from ser.runtime import CheckpointModel
+    from ser.serving.predict import predict
+    from ser.serving.runtime import CheckpointModel
 
     start = time.perf_counter()
     for _ in predict(CheckpointModel(module), files, batch_size):
@@ -103,7 +103,7 @@ def run(args, work: Path):
     ours = min(streamed(module, files, args.batch_size) for _ in range(2))
     naive = min(file_by_file(module, files) for _ in range(2))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ser.predict", "--ckpt", str(work / "model.ckpt"), str(work / "clips"),
+    subprocess.run([sys.executable, "-m", "ser.serving.predict", "--ckpt", str(work / "model.ckpt"), str(work / "clips"),
                     "--batch-size", str(args.batch_size)], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     command = time.perf_counter() - start
 

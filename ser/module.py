@@ -21,8 +21,7 @@ from ser.augment import Augment
 from ser.errors import ConfigError, UserError
 from ser.frontends.normalize import SpeakerStatistics
 from ser.frontends.spectral import FeatureFrontend
-from ser.optim import check_optimisation, optimisation
-from ser.preflight import check_compile
+from ser.optim import check_compile, check_optimisation, optimisation
 from ser.tasks import build_task
 
 CHECKPOINT_FORMAT = 2  # 2: the front end keeps the pooled training statistics (frontend.pooled.*)
@@ -31,6 +30,31 @@ MOVED_TARGETS = {"ser.features.FeatureFrontend": "ser.frontends.spectral.Feature
                  "ser.features.EgemapsFrontend": "ser.frontends.functionals.EgemapsFrontend",
                  "ser.encoders.EncoderFrontend": "ser.frontends.encoders.EncoderFrontend",
                  "ser.features.Augment": "ser.augment.Augment"}
+# Modules that moved from ser/'s root into its wings: a run's config.yaml written before names
+# its logger and callback targets by the old path (ser.tracking.CSVLogger).
+MOVED_MODULES = {f"ser.{name}": f"ser.{wing}.{name}" for wing, names in {
+    "experiment": ("train", "search", "sweep_engine", "side_env", "tracking", "callbacks", "preflight"),
+    "evidence": ("results", "report", "grid", "plots", "aggregate"),
+    "serving": ("export", "runtime", "predict")}.items() for name in names}
+
+
+def current_target(target):
+    """A ``_target_`` as ser names it now, whatever release wrote it (other values unchanged)."""
+    if not isinstance(target, str):
+        return target
+    if target in MOVED_TARGETS:
+        return MOVED_TARGETS[target]
+    module, _, name = target.rpartition(".")
+    return f"{MOVED_MODULES[module]}.{name}" if module in MOVED_MODULES else target
+
+
+def with_current_targets(tree):
+    """A plain config tree with every ``_target_`` as :func:`current_target` names it."""
+    if isinstance(tree, dict):
+        return {k: current_target(v) if k == "_target_" else with_current_targets(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [with_current_targets(v) for v in tree]
+    return tree
 
 
 def plain(value):
@@ -99,7 +123,7 @@ class SERModule(L.LightningModule):
                                   statistics: tuple[SpeakerStatistics, float] | None,
                                   attribute_scale: tuple[float, float] | None = None) -> None:
         """What the model takes from its training split before it trains (handed over by
-        ``ser.callbacks.FromTrainingSplit``): class counts for the task's class weights, the
+        ``ser.experiment.callbacks.FromTrainingSplit``): class counts for the task's class weights, the
         pooled per-speaker statistics the front end keeps for a speaker with no other clips, and
         the corpus's attribute rating scale (ser-predict reports values on it)."""
         self.task.weigh_classes(class_counts)
@@ -237,7 +261,7 @@ class SERModule(L.LightningModule):
         state = read_checkpoint(path, map_location)
         hparams = dict(state["hyper_parameters"])
         frontend = dict(hparams["frontend"])
-        frontend["_target_"] = MOVED_TARGETS.get(frontend.get("_target_"), frontend.get("_target_"))
+        frontend["_target_"] = current_target(frontend.get("_target_"))
         if "pretrained" in frontend:  # the state_dict brings the encoder's weights: only its config is read
             frontend["pretrained"] = False
         module = cls(**{**hparams, "frontend": frontend})

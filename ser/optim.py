@@ -1,6 +1,6 @@
-"""The optimiser and learning-rate schedule, built from their configs (``model.optimizer``,
-``model.scheduler``). Needs torch, never Lightning: ``train.py`` checks them before it
-imports Lightning."""
+"""How the network is optimised: the optimiser and learning-rate schedule, built from their
+configs (``model.optimizer``, ``model.scheduler``), and where ``model.compile`` can run. Needs
+torch, never Lightning: ``train.py`` checks them before it imports Lightning."""
 
 from __future__ import annotations
 
@@ -65,3 +65,15 @@ def warmup_then_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmu
         return 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def check_compile(compile: bool, device_type: str) -> None:
+    """Refuse ``model.compile`` where it cannot run (also asked by the module at fit start)."""
+    if compile and device_type == "cpu":
+        # Measured again with torch 2.14.1 (2026-12-01): Inductor's CPU code for CNN-GRU
+        # and CNN compiles the first batch and fails at the second batch length with
+        # "cannot determine truth value of Relational: 1 < s76" (dynamic shapes); the LSTM
+        # compiles. Variable-length batches are the norm here, so refuse it up front.
+        raise ConfigError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
+                          "fails on the second batch length of the convolutional models there. "
+                          "Leave it off on CPU runs.")

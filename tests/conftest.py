@@ -30,7 +30,7 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 # Nothing downloads in tests: encoders come from folders or a local Hugging Face cache, and a
 # missing one fails at once instead of after the hub client's retries.
 os.environ["HF_HUB_OFFLINE"] = "1"
-# The local sweep engine's own environment (ser/sweep_engine.py), where a user's would be:
+# The local sweep engine's own environment (ser/experiment/sweep_engine.py), where a user's would be:
 # resolved here, before tests point HOME at empty folders.
 os.environ.setdefault("SER_SWEEPS_ENV", str(Path.home() / ".cache" / "ser" / "sweeps-engine"))
 # FunASR's environment, the reference emotion2vec is checked against (tests/funasr_reference.py).
@@ -106,8 +106,8 @@ def train_here(overrides: list[str], run_dir: Path) -> dict | str:
     for a small run): its results.json, or the one paragraph a user mistake stopped it with.
     Anything else raises, traceback and all."""
     from ser.errors import find_user_error
-    from ser.preflight import check_config
-    from ser.train import run
+    from ser.experiment.preflight import check_config
+    from ser.experiment.train import run
 
     cfg = compose_train(overrides, output_dir=run_dir)
     with open_dict(cfg):
@@ -141,7 +141,7 @@ def run_train(args: list[str], run_dir: Path, timeout: int = 600) -> subprocess.
 
 def predict_cli(*args) -> subprocess.CompletedProcess:
     """Run ``ser-predict`` as a user would."""
-    return subprocess.run([sys.executable, "-m", "ser.predict", *map(str, args)], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "ser.serving.predict", *map(str, args)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
 
 

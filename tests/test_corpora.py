@@ -259,7 +259,7 @@ def test_kfold_multirun_and_aggregate(train_cli, tmp_path, corpora):
     tests = [{r["speaker"] for r in csv.DictReader(open(f)) if r["split"] == "test"}
              for f in sorted(sweep.glob("*/split.csv"))]
     assert len(tests) == 2 and not tests[0] & tests[1]
-    out = subprocess.run([sys.executable, "-m", "ser.aggregate", str(sweep)], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "ser.evidence.aggregate", str(sweep)], capture_output=True, text=True)
     assert out.returncode == 0 and "test/uar" in out.stdout
     summary = json.loads((sweep / "aggregate.json").read_text())
     assert summary["runs"] == 2 and len(summary["test/uar"]["values"]) == 2

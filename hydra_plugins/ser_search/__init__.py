@@ -1,5 +1,5 @@
 """Hydra instantiates sweepers only from the ``hydra_plugins`` package: this names ser's Optuna
-sweeper (``ser/search.py``) there. Hydra imports every plugin module at start-up, so Optuna is
+sweeper (``ser/experiment/search.py``) there. Hydra imports every plugin module at start-up, so Optuna is
 imported only once a search begins."""
 
 from typing import Any
@@ -12,7 +12,7 @@ class OptunaSweeper(Sweeper):
         self.config = config
 
     def setup(self, *, hydra_context, task_function, config) -> None:
-        from ser.search import OptunaSearch
+        from ser.experiment.search import OptunaSearch
 
         self.search = OptunaSearch(**self.config)
         self.search.setup(hydra_context=hydra_context, task_function=task_function, config=config)

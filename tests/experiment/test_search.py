@@ -74,7 +74,7 @@ def test_a_search_whose_trials_all_fail_ends_in_one_paragraph(cache_dir, tmp_pat
 def test_a_job_that_crashes_still_closes_its_wandb_run_marked_failed(offline_wandb, tmp_path):
     import wandb
 
-    from ser.tracking import closing_runs
+    from ser.experiment.tracking import closing_runs
 
     for crash in (False, True):
         with pytest.raises(RuntimeError) if crash else contextlib.nullcontext(), closing_runs():
@@ -112,7 +112,7 @@ def test_two_workers_on_one_study_add_up_to_n_trials(cache_dir, tmp_path):
 def test_search_space_syntax_becomes_optuna_distributions():
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    from ser.search import search_space
+    from ser.experiment.search import search_space
 
     space, fixed = search_space(["a=choice(16,32)", "b=tag(log, interval(1e-4, 1e-2))", "c=interval(0, 10)",
                                  "d=range(1, 5)", "e=range(0.0, 1.0, 0.25)", "f=7"])

@@ -196,7 +196,7 @@ def test_the_precisions_checked_up_front_are_the_ones_lightning_accepts():
 
     from lightning.fabric.connector import _PRECISION_INPUT
 
-    from ser.preflight import PRECISIONS
+    from ser.experiment.preflight import PRECISIONS
 
     accepted = [value for literal in typing.get_args(_PRECISION_INPUT) for value in typing.get_args(literal)]
     assert sorted(map(str, PRECISIONS)) == sorted(map(str, accepted))
@@ -205,7 +205,7 @@ def test_the_precisions_checked_up_front_are_the_ones_lightning_accepts():
 
 @pytest.mark.parametrize("group", ["model", "features", "data", "experiment", "trainer"])
 def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_path, hub_cache_with_every_preset):
-    from ser.preflight import check_config
+    from ser.experiment.preflight import check_config
 
     # The folders IEMOCAP's and MSP-Podcast's checks look for before any work.
     (tmp_path / "Session1").mkdir()
@@ -230,7 +230,7 @@ def test_the_early_check_passes_every_shipped_option(compose_cfg, group, tmp_pat
 
 def test_the_early_check_imports_no_lightning():
     code = ("import sys; from hydra import compose, initialize_config_dir; "
-            "from ser.preflight import check_config; "
+            "from ser.experiment.preflight import check_config; "
             f"initialize_config_dir(config_dir={str(CONF)!r}, version_base='1.3'); "
             "check_config(compose(config_name='train', return_hydra_config=True)); "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))")

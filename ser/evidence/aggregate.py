@@ -15,8 +15,8 @@ from rich.console import Console
 from rich.markdown import Markdown
 from rich.table import Table
 
-from ser import results as results_file
-from ser.results import mean_std, with_interval
+from ser.evidence import results as results_file
+from ser.evidence.results import mean_std, with_interval
 
 METRICS = (*results_file.CATEGORICAL_METRICS, *results_file.ATTRIBUTE_METRICS, "val/uar_best", "val/ccc_best")
 

@@ -65,9 +65,9 @@ def test_recurrent_final_states_are_the_packed_ones_when_exporting():
 @pytest.mark.slow
 @pytest.mark.parametrize("case", IN_PROCESS)
 def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case, build, tiny_encoders, tmp_path):
-    from ser.export import export_module, parity
     from ser.frontends.normalize import SpeakerStatistics
-    from ser.runtime import CheckpointModel, ExportedModel
+    from ser.serving.export import export_module, parity
+    from ser.serving.runtime import CheckpointModel, ExportedModel
 
     family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec"}.get(case)
     extra = [f"features.name={tiny_encoders[family]}"] if family else []
@@ -91,7 +91,7 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
 
 
 def test_an_export_that_is_not_faithful_is_refused_and_nothing_is_written(build, tmp_path):
-    from ser.export import ExportRefused, export_module
+    from ser.serving.export import ExportRefused, export_module
 
     module, _ = build("egemaps_mlp", ["features.normalize=none"])
     with pytest.raises(ExportRefused, match="not faithful.*Nothing was written"):
@@ -100,7 +100,7 @@ def test_an_export_that_is_not_faithful_is_refused_and_nothing_is_written(build,
 
 
 def test_whisper_is_refused_with_the_reason(build, tiny_encoders, tmp_path):
-    from ser.export import ExportRefused, export_module
+    from ser.serving.export import ExportRefused, export_module
 
     module, _ = build("hf", [f"features.name={tiny_encoders['whisper']}"])
     with pytest.raises(ExportRefused, match="Whisper's log-mel is computed by transformers"):
@@ -130,7 +130,7 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     train_cli(TRAIN, tmp_path / "run")
     results, by_speaker = read_test_split(tmp_path / "run")
     exported = tmp_path / "exported"
-    proc = subprocess.run([sys.executable, "-m", "ser.export", tmp_path / "run", exported], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "ser.serving.export", tmp_path / "run", exported], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in exported.iterdir()) == ["README.md", "features.onnx", "model.onnx", "ser.json"]
@@ -147,7 +147,7 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     # The light install: no torch, no Lightning, no Hydra; the same answers, the same speaker handling.
     python = light_env(tmp_path / "light")
     assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
-    light = subprocess.run([python, "-m", "ser.predict", "--model", exported, *files], capture_output=True,
+    light = subprocess.run([python, "-m", "ser.serving.predict", "--model", exported, *files], capture_output=True,
                            text=True, timeout=300, cwd=tmp_path)
     assert "taken as one speaker's clips" in light.stderr
     assert_same_predictions(rows(light), rows(predict_cli("--ckpt", ckpt, *files)))
@@ -161,24 +161,24 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     assert "pooled statistics" in lone_exported.stderr
     assert_same_predictions(rows(lone_exported), rows(predict_cli("--ckpt", ckpt, files[0])))
     # The default recipe's kind (openSMILE beside the exported head), in the same install.
-    from ser.export import export_module
+    from ser.serving.export import export_module
 
     egemaps_module, _ = build("egemaps_mlp")  # per speaker, its default; weights at random
     egemaps = export_module(egemaps_module, tmp_path / "egemaps")
-    light = subprocess.run([python, "-m", "ser.predict", "--model", egemaps, *files], capture_output=True,
+    light = subprocess.run([python, "-m", "ser.serving.predict", "--model", egemaps, *files], capture_output=True,
                            text=True, timeout=300, cwd=tmp_path)
-    from ser.predict import predict
-    from ser.runtime import CheckpointModel
+    from ser.serving.predict import predict
+    from ser.serving.runtime import CheckpointModel
 
     in_torch = list(predict(CheckpointModel(egemaps_module), [Path(f) for f in files]))
     assert_same_predictions(rows(light), in_torch)
-    assert "torch" not in subprocess.run([python, "-c", "import sys, ser.predict, ser.runtime; "
-                                          f"ser.runtime.ExportedModel({str(egemaps)!r}); print(*sys.modules)"],
+    assert "torch" not in subprocess.run([python, "-c", "import sys, ser.serving.predict, ser.serving.runtime; "
+                                          f"ser.serving.runtime.ExportedModel({str(egemaps)!r}); print(*sys.modules)"],
                                          capture_output=True, text=True).stdout.split()
 
 
 def stream_cli(model: Path, data: bytes, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ser.predict", "--model", str(model), "--stream", "-", *args],
+    return subprocess.run([sys.executable, "-m", "ser.serving.predict", "--model", str(model), "--stream", "-", *args],
                           input=data, capture_output=True, timeout=300, cwd=REPO)
 
 
@@ -187,7 +187,7 @@ def utterance_export(tmp_path_factory):
     """An exported CNN normalising per utterance, at random weights (module-wide: export is slow)."""
     from hydra.utils import instantiate
 
-    from ser.export import export_module
+    from ser.serving.export import export_module
 
     from conftest import compose_train
 
@@ -224,8 +224,8 @@ def test_stream_memory_is_bounded_by_the_window(utterance_export, tmp_path):
     """Ten minutes through the pipe, read in small blocks: the peak RSS stays that of a short stream."""
     peak = {}
     for minutes in (0.5, 10):
-        script = ("import resource, sys, io, numpy as np; from ser.predict import stream; "
-                  "from ser.runtime import ExportedModel; m = ExportedModel(sys.argv[1]); "
+        script = ("import resource, sys, io, numpy as np; from ser.serving.predict import stream; "
+                  "from ser.serving.runtime import ExportedModel; m = ExportedModel(sys.argv[1]); "
                   f"n = int({minutes} * 60 * 16000); rng = np.random.default_rng(0)\n"
                   "class Pipe(io.RawIOBase):\n"
                   "    left = n * 2\n"

@@ -1,6 +1,6 @@
 """What ``ser-predict`` scores with: a checkpoint on torch, or an exported model on onnxruntime.
 
-Both answer the same few questions (:class:`Model`), so ``ser.predict`` reads files, cuts windows,
+Both answer the same few questions (:class:`Model`), so ``ser.serving.predict`` reads files, cuts windows,
 batches them and handles speakers once, for both. This module imports neither backend at the top:
 ``ser-predict --model`` runs where only numpy, soundfile, soxr and onnxruntime are installed
 (``pip install "ser[predict]"``), and it owns ``ser.json``, the description an export carries

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ser import results as results_file
 from ser.data.emotions import ATTRIBUTES
-from ser.grid import cell_text, grid_markdown, write_grid
+from ser.evidence import results as results_file
+from ser.evidence.grid import cell_text, grid_markdown, write_grid
+from ser.evidence.results import mean_std, with_interval
 from ser.metrics import paired_speaker_bootstrap
-from ser.results import mean_std, with_interval
 
 PAIRED_RESAMPLES = 2000
 
@@ -123,7 +123,7 @@ def inline_png(path: Path) -> str:
 def confusion_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
     """Each run's confusion matrix figure; where the file is gone, drawn again from its counts
     into the report's folder (report.md links to it)."""
-    from ser.plots import save_confusion_matrix
+    from ser.evidence.plots import save_confusion_matrix
 
     figures = []
     for i, run in enumerate(runs):
@@ -141,7 +141,7 @@ def confusion_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
 def attribute_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
     """Predicted against true, per attribute, of each run that has attributes (drawn again
     from its test_predictions.csv where the figure is gone)."""
-    from ser.plots import save_attribute_scatter
+    from ser.evidence.plots import save_attribute_scatter
 
     figures = []
     for i, run in enumerate(runs):
@@ -161,7 +161,7 @@ def attribute_figures(folder: Path, runs: list[dict]) -> list[tuple[str, Path]]:
 
 def write_report(folder: str | Path) -> tuple[Path, Path]:
     """report.md (figures beside it) and report.html (figures inline) in ``folder``."""
-    from ser.plots import save_uar_bars
+    from ser.evidence.plots import save_uar_bars
 
     folder = Path(folder)
     runs = load_runs(folder)

@@ -16,7 +16,7 @@ import warnings
 
 # Python warnings, by the start of their message.
 NOISE_WARNINGS = (
-    # ser decides whether a run continues (ser.train.resumable) and passes the checkpoint, or
+    # ser decides whether a run continues (ser.experiment.train.resumable) and passes the checkpoint, or
     # None for a fresh run; with an OnExceptionCheckpoint Lightning then looks for "last" itself
     # and says twice that it found none.
     r"`\.fit\(ckpt_path=None\)` was called without a model",

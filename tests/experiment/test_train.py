@@ -133,7 +133,7 @@ def test_training_loss_and_metrics_score_each_epochs_outputs_once(compose_cfg, m
 
 
 def test_credentials_for_a_self_hosted_wandb_server_count(tmp_path, monkeypatch):
-    from ser.tracking import has_wandb_credentials
+    from ser.experiment.tracking import has_wandb_credentials
 
     for name in ("WANDB_API_KEY", "WANDB_BASE_URL", "WANDB_CONFIG_DIR", "NETRC"):
         monkeypatch.delenv(name, raising=False)
@@ -328,3 +328,28 @@ def test_a_run_prints_each_line_once_and_nothing_nobody_can_act_on(offline_wandb
     assert sum("test/uar" in line for line in printed) == 1  # ser's table, not Lightning's too
     assert "DataLoader 0" not in proc.stdout
     assert "GPU available" in proc.stdout + proc.stderr  # information about the run stays
+
+
+def test_a_run_folder_written_before_the_wings_continues_under_its_old_target_names(compose_cfg, tmp_path):
+    """A config.yaml written before ser/'s modules moved into wings names ser.tracking.CSVLogger
+    and ser.callbacks.InterruptedCheckpoint: the same run continues, another config still does not."""
+    from omegaconf import OmegaConf, open_dict
+
+    from ser.errors import ConfigError
+    from ser.experiment.train import resumable
+    from ser.module import MOVED_MODULES
+
+    cfg = compose_cfg(["logger=wandb"])
+    with open_dict(cfg):
+        del cfg["hydra"]  # as train.py's main receives it
+    written = OmegaConf.to_yaml(cfg, resolve=True)
+    for old, new in MOVED_MODULES.items():
+        written = written.replace(f"_target_: {new}.", f"_target_: {old}.")
+    assert "_target_: ser.tracking.CSVLogger" in written and "_target_: ser.callbacks." in written
+    (tmp_path / "config.yaml").write_text(written)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"global_step": 7}, tmp_path / "checkpoints" / "last.ckpt")
+    assert resumable(tmp_path, cfg) == str(tmp_path / "checkpoints" / "last.ckpt")
+    cfg.trainer.max_epochs += 1
+    with pytest.raises(ConfigError, match="trainer.max_epochs"):
+        resumable(tmp_path, cfg)

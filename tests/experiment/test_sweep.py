@@ -51,7 +51,7 @@ def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(offline_wandb, tmp_pa
 def test_the_engine_lives_apart_and_ser_keeps_numpy_2():
     import numpy
 
-    from ser.sweep_engine import engine_python, next_params
+    from ser.experiment.sweep_engine import engine_python, next_params
 
     assert int(numpy.__version__.split(".")[0]) >= 2  # not held back by the engine's pin
     engine_numpy = subprocess.run([str(engine_python()), "-c", "import numpy; print(numpy.__version__)"],
@@ -67,8 +67,8 @@ def test_the_engine_lives_apart_and_ser_keeps_numpy_2():
 
 
 def test_an_engine_that_cannot_be_installed_is_one_clear_error(tmp_path, monkeypatch):
-    from ser import sweep_engine
     from ser.errors import UserError
+    from ser.experiment import sweep_engine
 
     monkeypatch.setenv("SER_SWEEPS_ENV", str(tmp_path / "engine"))
     monkeypatch.setattr(sweep_engine, "REQUIREMENT", "ser-test-no-such-package==0.0.0")

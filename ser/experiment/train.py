@@ -22,14 +22,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
-from ser import results as results_file
-from ser.callbacks import FromTrainingSplit, ValidationFinishesFirst
-from ser.console import quiet_console
 from ser.errors import ConfigError, UserError
-from ser.module import SERModule
-from ser.plots import save_attribute_scatter, save_confusion_matrix
-from ser.preflight import made
-from ser.tracking import closing_runs, continue_history, start
+from ser.evidence import results as results_file
+from ser.evidence.plots import save_attribute_scatter, save_confusion_matrix
+from ser.experiment.callbacks import FromTrainingSplit, ValidationFinishesFirst
+from ser.experiment.console import quiet_console
+from ser.experiment.preflight import made
+from ser.experiment.tracking import closing_runs, continue_history, start
+from ser.module import SERModule, with_current_targets
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def resumable(out: Path, cfg: DictConfig) -> str | None:
         return None
     saved = out / "config.yaml"
     now = OmegaConf.to_container(cfg, resolve=True)
-    changed = (sorted(differing_keys(OmegaConf.to_container(OmegaConf.load(saved)), now))
+    changed = (sorted(differing_keys(with_current_targets(OmegaConf.to_container(OmegaConf.load(saved))), now))
                if saved.is_file() else ["(no config.yaml)"])
     if changed:
         raise ConfigError(f"the run folder {out} holds checkpoints of a run with another config "
@@ -149,7 +149,7 @@ def pruning(cfg: DictConfig) -> list:
     the pruner is the sweeper's, from the job's Hydra config)."""
     if not cfg.get("search"):
         return []
-    from ser.search import PruneHopeless
+    from ser.experiment.search import PruneHopeless
 
     pruner = instantiate(HydraConfig.get().sweeper.pruner)
     return [PruneHopeless(cfg.search.storage, cfg.search.study_name, int(cfg.search.trial), pruner,

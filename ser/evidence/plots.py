@@ -43,7 +43,7 @@ def save_confusion_matrix(counts: np.ndarray, classes: list[str], path: str | Pa
 
 
 def save_grid_heatmap(grid: dict, path: str | Path, title: str) -> None:
-    """A cross-corpus grid (``ser.grid``): UAR per (trained on, tested on) cell, annotated."""
+    """A cross-corpus grid (``ser.evidence.grid``): UAR per (trained on, tested on) cell, annotated."""
     values = np.array([[np.nan if c is None else c["score"] for c in row] for row in grid["cells"]])
     fig, ax = plt.subplots(figsize=(1.8 + 1.3 * len(grid["test"]), 1.4 + 0.8 * len(grid["train"])))
     image = ax.imshow(values, vmin=0, vmax=1, cmap="viridis")

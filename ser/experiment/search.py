@@ -121,7 +121,7 @@ class OptunaSearch:
 
     @staticmethod
     def _reporting(storage: str, study: optuna.Study, trial: optuna.Trial) -> tuple[str, ...]:
-        """Overrides that tell a trial where to report val/uar (read by ser/train.py)."""
+        """Overrides that tell a trial where to report val/uar (read by ser/experiment/train.py)."""
         return (f"++search.storage='{storage}'", f"++search.study_name='{study.study_name}'",
                 f"++search.trial={trial.number}")
 

@@ -21,9 +21,9 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ser import results as results_file
 from ser.errors import ConfigError, not_one_of
-from ser.results import mean_std, with_interval
+from ser.evidence import results as results_file
+from ser.evidence.results import mean_std, with_interval
 
 log = logging.getLogger(__name__)
 CORPUS_KEYS = ("corpus", "root", "emotions")  # what a test corpus brings; the rest is the run's protocol
@@ -119,7 +119,7 @@ def grid_markdown(grid: dict) -> str:
 
 def write_grid(folder: str | Path) -> dict:
     """cross_corpus.json, cross_corpus.md and cross_corpus_<model>.png in ``folder``."""
-    from ser.plots import save_grid_heatmap
+    from ser.evidence.plots import save_grid_heatmap
 
     folder = Path(folder)
     grid = cross_corpus_grid(folder)

@@ -50,7 +50,7 @@ def check_model(model: DictConfig, accelerator: str) -> None:
     """The model's parts that can be checked without building the LightningModule."""
     import torch  # 2 s; Lightning stays unimported
 
-    from ser.optim import check_optimisation
+    from ser.optim import check_compile, check_optimisation
 
     has_gpu = torch.cuda.is_available() or torch.backends.mps.is_available()
     if accelerator in GPU_ACCELERATORS and not has_gpu:
@@ -82,18 +82,6 @@ def preflight_frontend(frontend: DictConfig) -> None:
         instantiate(frontend)
         return
     check(**{k: v for k, v in OmegaConf.to_container(frontend, resolve=True).items() if k != "_target_"})
-
-
-def check_compile(compile: bool, device_type: str) -> None:
-    """Refuse ``model.compile`` where it cannot run (also asked by the module at fit start)."""
-    if compile and device_type == "cpu":
-        # Measured again with torch 2.14.1 (2026-12-01): Inductor's CPU code for CNN-GRU
-        # and CNN compiles the first batch and fails at the second batch length with
-        # "cannot determine truth value of Relational: 1 < s76" (dynamic shapes); the LSTM
-        # compiles. Variable-length batches are the norm here, so refuse it up front.
-        raise ConfigError("model.compile=true is not supported on the CPU: torch 2.14's compiler "
-                          "fails on the second batch length of the convolutional models there. "
-                          "Leave it off on CPU runs.")
 
 
 def check_net_arguments(net: DictConfig, given: tuple[str, ...]) -> None:

@@ -52,7 +52,7 @@ from ser.data.audio import DECODE_THREADS, centred, try_load_mono
 from ser.data.corpora import AUDIO_SUFFIXES
 from ser.errors import UserError
 from ser.frontends.normalize import SpeakerStatistics
-from ser.runtime import CheckpointModel, ExportedModel, Model
+from ser.serving.runtime import CheckpointModel, ExportedModel, Model
 
 
 def expand(inputs: list[str]) -> list[Path]:

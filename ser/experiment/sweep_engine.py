@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ser.errors import UserError
-from ser.side_env import SideEnvironmentError, side_python
+from ser.experiment.side_env import SideEnvironmentError, side_python
 
 REQUIREMENT = "sweeps==0.3.*"  # the release whose next_run/SweepRun API this file speaks
 
@@ -69,6 +69,6 @@ def next_params(config: dict, history: list[dict]) -> dict | None:
     return json.loads(proc.stdout)
 
 
-if __name__ == "__main__":  # `python -m ser.sweep_engine`: make the environment ahead of time
+if __name__ == "__main__":  # `python -m ser.experiment.sweep_engine`: make the environment ahead of time
     print(engine_python())
     sys.exit(0)

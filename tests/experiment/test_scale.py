@@ -56,8 +56,8 @@ def test_predict_streams_in_chunks_keeps_order_and_scores_each_clip_as_alone(com
     from hydra.utils import instantiate
 
     from ser.data.audio import load_mono
-    from ser.predict import predict
-    from ser.runtime import CheckpointModel
+    from ser.serving.predict import predict
+    from ser.serving.runtime import CheckpointModel
 
     torch.manual_seed(0)
     # Per utterance: each clip is its own (per speaker, the files of a call are one speaker's:
@@ -136,7 +136,7 @@ def test_launcher_configs_compose(compose_cfg, launcher):
 
 
 def test_runs_are_tagged_and_sweep_members_share_a_wandb_group(compose_cfg, monkeypatch):
-    from ser.train import label_runs
+    from ser.experiment.train import label_runs
 
     cfg = compose_cfg(["model=lstm", "logger=wandb"])
     label_runs(cfg)
@@ -154,7 +154,7 @@ CORPORA = sorted(p.stem for p in (REPO / "conf" / "data").glob("*.yaml") if p.st
 def test_every_model_and_corpus_choice_names_its_runs(compose_cfg):
     """Tags, the confusion-matrix title and results.json all read cfg.choices: the option the
     user typed, so wav2vec2, HuBERT and WavLM runs (one class) stay apart, as do resnet18 and cnn."""
-    from ser.train import label_runs
+    from ser.experiment.train import label_runs
 
     # 7 architectures, 2 eGeMAPS baselines, model=hf + 12 presets, 2 emotion2vec presets;
     # 10 corpora (IEMOCAP and MSP-Podcast the last)
@@ -174,8 +174,8 @@ def test_predict_scores_a_long_file_in_windows_and_as_a_whole(compose_cfg, tmp_p
     from hydra.utils import instantiate
 
     from ser.data.audio import load_mono
-    from ser.predict import predict, windows
-    from ser.runtime import CheckpointModel
+    from ser.serving.predict import predict, windows
+    from ser.serving.runtime import CheckpointModel
 
     assert windows(25, 10, 3) == [(0, 10), (10, 20), (20, 25)]
     assert windows(21, 10, 3) == [(0, 10), (10, 21)]  # a tail too short to analyse joins its window

@@ -1,4 +1,4 @@
-"""results.json has one owner (ser/results.py) and the task decides what a test records."""
+"""results.json has one owner (ser/evidence/results.py) and the task decides what a test records."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from ser import results
+from ser.evidence import results
 from ser.tasks import CategoricalTask
 
 

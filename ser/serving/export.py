@@ -6,7 +6,7 @@
 
 The folder holds ``model.onnx`` (audio in, the task's readout out: probabilities, attribute
 values), ``ser.json`` (what the runtime needs: classes, rate, window, normalisation, inputs; owned by
-``ser.runtime``) and a model card ``README.md`` (Hugging Face's format) with the run's scores.
+``ser.serving.runtime``) and a model card ``README.md`` (Hugging Face's format) with the run's scores.
 
 * Log-mel and MFCC networks and pretrained encoders: the front end is inside the graph (ONNX's STFT
   for the spectrum), so a waveform goes in, with each clip's length: batches of any size and length.
@@ -42,11 +42,17 @@ try:
 except ImportError:  # the prediction-only install scores exports; making one needs the training stack
     sys.exit('ser-export needs torch and the exporter: pip install "ser[train,export]" (or ".[dev]")')
 
-from ser import results as results_file
 from ser.errors import UserError
+from ser.evidence import results as results_file
 from ser.frontends.normalize import SpeakerStatistics
 from ser.module import SERModule
-from ser.runtime import MODEL_GRAPH, STAGE_GRAPH, CheckpointModel, ExportedModel, write_manifest
+from ser.serving.runtime import (
+    MODEL_GRAPH,
+    STAGE_GRAPH,
+    CheckpointModel,
+    ExportedModel,
+    write_manifest,
+)
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-4  # the largest difference of any readout value, onnxruntime against torch
@@ -277,7 +283,7 @@ def parity(exported, checkpoint, clips: list[np.ndarray]) -> float:
     """The largest difference between the two models' readouts of ``clips``, each alone and all in
     one padded batch, standardised (per-speaker models) by the clips' statistics and by the pooled
     ones; each side gathers the statistics with its own stage (features.onnx against torch's)."""
-    from ser.predict import _readouts, _stage_outputs
+    from ser.serving.predict import _readouts, _stage_outputs
 
     def inputs(model, batch):
         return _stage_outputs(model, batch, len(batch)) if model.reads == "stage" else batch
