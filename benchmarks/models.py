@@ -2,7 +2,7 @@
 
     python benchmarks/models.py                   # all models, CPU (or the GPU if present)
     python benchmarks/models.py --models cnn_gru lstm --batch-size 16
-    python benchmarks/models.py --readme          # also refresh the table in README.md
+    python benchmarks/models.py --readme          # also refresh its table in benchmarks/README.md
 
 Each model runs in its own process so that peak memory is its own. Clips are 2.5 s of
 synthetic speech (a CREMA-D-length utterance) at 16 kHz; one training step is forward,
@@ -119,11 +119,12 @@ def table(rows: list[dict]) -> str:
 
 
 def update_readme(text: str) -> None:
-    readme = REPO / "README.md"
+    """Replace the models table of benchmarks/README.md (its one home) with ``text``."""
+    readme = REPO / "benchmarks" / "README.md"
     start, end = "<!-- models-table:start -->", "<!-- models-table:end -->"
     content = readme.read_text()
     if start not in content:
-        raise SystemExit(f"README.md has no {start} marker")
+        raise SystemExit(f"benchmarks/README.md has no {start} marker")
     content = re.sub(f"{start}.*?{end}", f"{start}\n{text}\n{end}", content, flags=re.S)
     readme.write_text(content)
 
@@ -134,7 +135,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--steps", type=int, default=5, help="timed steps; the fastest counts")
     parser.add_argument("--precision", choices=["32", "bf16"], default="32")
-    parser.add_argument("--readme", action="store_true", help="write the table into README.md")
+    parser.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
