@@ -89,7 +89,7 @@ def main():
             row = [f"{n_fft} / {hop}", f"{torch_ms:.1f}"]
             for name, module in (("stft", reference), ("conv", ConvPower(n_fft, hop))):
                 ran = session(module, waves, Path(folder), f"{name}{n_fft}")
-                ms = fastest_ms(lambda s=ran: s.run(None, feed), args.repeats)
+                ms = fastest_ms(lambda s=ran, f=feed: s.run(None, f), args.repeats)
                 row.append(f"{ms:.1f} ({ms / torch_ms:.2f}x)")
             power, conv = reference(waves), ConvPower(n_fft, hop)(waves)
             row.append(f"{float(((power - conv).abs() / (power.abs() + 1e-3)).max()):.1e}")

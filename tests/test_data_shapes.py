@@ -151,10 +151,17 @@ def test_a_last_training_batch_of_one_clip_joins_the_batch_before_it(cache_dir, 
     assert "8 training clips a process in batches of 7: the last clip joins the batch before it" in caplog.text
 
 
+# Every clip longer than data.max_seconds, a speaker with one clip, a class absent from a speaker.
+EVERY_CLIP_CROPPED = dict(LAST_BATCH_OF_ONE, clips={(s, e, k): 1.6 for s in range(5) for e in ("anger", "fear")
+                                                   for k in range(2)} | {(5, "anger", 0): 1.6},
+                          emotions=["anger", "fear"], batch_size=4, max_seconds=0.5, model="cnn_gru")
+
+
 @pytest.mark.slow
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
 @given(shape=corpus_shapes())
 @example(shape=LAST_BATCH_OF_ONE)
+@example(shape=EVERY_CLIP_CROPPED)
 def test_any_corpus_shape_trains_to_results_or_stops_with_one_paragraph(cache_dir, shape):
     with tempfile.TemporaryDirectory() as folder:
         outcome = train_on(shape, Path(folder))
