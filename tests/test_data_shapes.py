@@ -8,6 +8,7 @@ Corpora are written in the built-in corpus's naming (CREMA-D's ``actor_sentence_
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -148,7 +149,7 @@ def test_a_last_training_batch_of_one_clip_joins_the_batch_before_it(cache_dir, 
     with caplog.at_level(logging.INFO, logger="ser.data.datamodule"):
         results = train_on(dict(LAST_BATCH_OF_ONE, model=model), tmp_path)
     assert results["n_train"] % 7 == 1 and np.isfinite(results["test/loss"])
-    assert "8 training clips a process in batches of 7: the last clip joins the batch before it" in caplog.text
+    assert "8 training clips (this process's share) in batches of 7: the last clip joins the batch before it" in caplog.text
 
 
 # Every clip longer than data.max_seconds, a speaker with one clip, a class absent from a speaker.
@@ -173,3 +174,18 @@ def test_any_corpus_shape_trains_to_results_or_stops_with_one_paragraph(cache_di
     assert outcome["n_train"] >= 2 and outcome["n_test"] >= 1
     assert np.isfinite(outcome["test/loss"]) and 0 <= outcome["test/uar"] <= 1, outcome
     assert sum(map(sum, outcome["confusion_matrix"])) == outcome["n_test"]
+
+
+def test_under_ddp_each_process_joins_its_own_last_clip(cache_dir, tmp_path):
+    """Two processes, 8 training clips: a share of 4 each, in batches of 3 and 1, on every rank."""
+    from conftest import run_train
+
+    write_corpus(tmp_path / "corpus", LAST_BATCH_OF_ONE["clips"])
+    proc = run_train(["model=egemaps_mlp", "data=cremad", f"data.root={tmp_path / 'corpus'}",
+                      f"data.cache_dir={tmp_path / 'cache'}", "data.emotions=[anger,sadness]", "data.batch_size=3",
+                      "data.val_fraction=0.25", "data.test_fraction=0.25", "data.num_workers=0", "logger=csv",
+                      "trainer=ddp_sim", "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"], tmp_path / "run")
+    said = proc.stdout + proc.stderr
+    assert said.count("4 training clips (this process's share) in batches of 3") >= 2, said[-3000:]  # both ranks
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["n_train"] == 8 and sum(map(sum, results["confusion_matrix"])) == results["n_test"]

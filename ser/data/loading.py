@@ -128,6 +128,7 @@ class TrainingBatches(BatchSampler):
     """
 
     def __init__(self, sampler, batch_size: int, drop_last: bool = False):
+        # drop_last is taken (Lightning passes it when it builds the sampler again) and never used.
         if batch_size < 2:
             raise ValueError(f"training batches hold at least 2 clips, not {batch_size}")
         super().__init__(sampler, batch_size, drop_last=False)  # every clip, every epoch
