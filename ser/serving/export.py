@@ -123,8 +123,7 @@ def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERAN
     staging = Path(tempfile.mkdtemp(prefix=".ser-export-", dir=out.parent if out.parent.exists() else None))
     try:
         manifest = _write_graphs(module, kind, staging)
-        manifest |= {"source": {"checkpoint": str(ckpt) if ckpt else None, "results": results.get("_path")},
-                     "ser": _version()}
+        manifest |= {"source": provenance(ckpt, results.get("_path")), "ser": _version()}
         write_manifest(staging, manifest)
         worst = parity(ExportedModel(staging), CheckpointModel(module), probe_clips(module.sample_rate))
         if not worst <= tolerance:
@@ -143,6 +142,22 @@ def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERAN
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def provenance(ckpt: Path | None, results_path: str | None) -> dict:
+    """Where an export came from, without a path of the machine that trained it (an export is
+    shipped elsewhere): the run folder's name, and the checkpoint and results.json relative to
+    it; a checkpoint outside a run folder by its file name alone."""
+    run = Path(results_path).parent if results_path else None
+    if run is None and ckpt is not None and ckpt.parent.name == "checkpoints":
+        run = ckpt.parent.parent
+    if ckpt is not None:
+        ckpt = ckpt.resolve()
+        inside = run is not None and ckpt.is_relative_to(run.resolve())
+        ckpt = ckpt.relative_to(run.resolve()) if inside else Path(ckpt.name)
+    return {"run": run.resolve().name if run is not None else None,
+            "checkpoint": ckpt.as_posix() if ckpt is not None else None,
+            "results": "results.json" if results_path else None}
 
 
 def _resolve(source: Path) -> tuple[Path, dict]:

@@ -136,6 +136,9 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     assert sorted(p.name for p in exported.iterdir()) == ["README.md", "features.onnx", "model.onnx", "ser.json"]
     manifest = json.loads((exported / "ser.json").read_text())
     assert manifest["reading"]["classes"] == results["classes"]
+    # Shipped elsewhere: the run by name, paths relative to it, none of this machine's.
+    assert manifest["source"] == {"run": "run", "checkpoint": "checkpoints/last.ckpt", "results": "results.json"}
+    assert str(tmp_path) not in (exported / "ser.json").read_text() + (exported / "README.md").read_text()
     assert manifest["per_speaker"]["pooled"]["frames"] > 0 and manifest["frontend"]["normalize"] == "speaker"
     card = (exported / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: ser\n") and "\n---\n" in card
