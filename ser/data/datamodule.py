@@ -336,10 +336,10 @@ class SERDataModule(L.LightningDataModule):
     def train_dataloader(self):
         ds = self.datasets["train"]
         batches = TrainingBatches(self._training_order(ds), self.batch_size)
-        clips = len(batches.sampler)
-        if clips % self.batch_size == 1 and clips > 1:
+        if batches.joins_last_clip:
             log.info("%d training clips (this process's share) in batches of %d: the last clip joins the batch "
-                     "before it (a batch of one cannot train a batch normalisation)", clips, self.batch_size)
+                     "before it (a batch of one cannot train a batch normalisation)", len(batches.sampler),
+                     self.batch_size)
         return DataLoader(ds, batch_sampler=batches, **self.loader_args(ds))
 
     def _training_order(self, ds: ClipDataset) -> Sampler:

@@ -121,21 +121,25 @@ class TrainingBatches(BatchSampler):
     A network that normalises over the batch cannot train on one clip (BatchNorm's variance of
     one value: torch raises), and whether a split leaves one over is the remainder of a division
     (IEMOCAP's fold 4 at 32: 801 = 25 x 32 + 1). Dropping it would lose the same clip in every
-    epoch whose order ends on it; joining it keeps every clip in every epoch. Lightning builds a
-    ``BatchSampler`` subclass again around its distributed sampler, so each process's share of
-    a DDP job is batched by the same rule. A share of a single clip cannot be helped here: the
-    data module refuses such a split before any work.
+    epoch whose order ends on it; joining it keeps every clip in every epoch. In a DDP job the
+    sampler is this process's share (the data module shards it), so each share is batched by the
+    same rule. A share of a single clip cannot be helped here: the data module refuses such a
+    split before any work.
     """
 
-    def __init__(self, sampler, batch_size: int, drop_last: bool = False):
-        # drop_last is taken (Lightning passes it when it builds the sampler again) and never used.
+    def __init__(self, sampler, batch_size: int):
         if batch_size < 2:
             raise ValueError(f"training batches hold at least 2 clips, not {batch_size}")
         super().__init__(sampler, batch_size, drop_last=False)  # every clip, every epoch
 
-    def __len__(self):
+    @property
+    def joins_last_clip(self) -> bool:
+        """Whether the sampler's clips leave a last one over, which joins the batch before it."""
         full, rest = divmod(len(self.sampler), self.batch_size)
-        return full + (rest > 1 or (rest == 1 and full == 0))
+        return rest == 1 and full > 0
+
+    def __len__(self):
+        return -(-len(self.sampler) // self.batch_size) - self.joins_last_clip
 
     def __iter__(self):
         batches = super().__iter__()
