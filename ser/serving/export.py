@@ -148,14 +148,13 @@ def provenance(ckpt: Path | None, results_path: str | None) -> dict:
     """Where an export came from, without a path of the machine that trained it (an export is
     shipped elsewhere): the run folder's name, and the checkpoint and results.json relative to
     it; a checkpoint outside a run folder by its file name alone."""
-    run = Path(results_path).parent if results_path else None
+    ckpt = ckpt.resolve() if ckpt is not None else None
+    run = Path(results_path).resolve().parent if results_path else None
     if run is None and ckpt is not None and ckpt.parent.name == "checkpoints":
         run = ckpt.parent.parent
     if ckpt is not None:
-        ckpt = ckpt.resolve()
-        inside = run is not None and ckpt.is_relative_to(run.resolve())
-        ckpt = ckpt.relative_to(run.resolve()) if inside else Path(ckpt.name)
-    return {"run": run.resolve().name if run is not None else None,
+        ckpt = ckpt.relative_to(run) if run is not None and ckpt.is_relative_to(run) else Path(ckpt.name)
+    return {"run": run.name if run is not None else None,
             "checkpoint": ckpt.as_posix() if ckpt is not None else None,
             "results": "results.json" if results_path else None}
 
