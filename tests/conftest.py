@@ -101,6 +101,15 @@ def compose_train(overrides: list[str], output_dir: Path | None = None):
     return cfg
 
 
+def job_config(overrides: list[str], output_dir: Path | None = None):
+    """The config as train.py's main receives it: composed, without the ``hydra`` node (which
+    Hydra keeps in HydraConfig)."""
+    cfg = compose_train(overrides, output_dir)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
 def train_here(overrides: list[str], run_dir: Path) -> dict | str:
     """train.py's work in this process (no interpreter start, no imports again: a second or two
     for a small run): its results.json, or the one paragraph a user mistake stopped it with.
@@ -109,9 +118,7 @@ def train_here(overrides: list[str], run_dir: Path) -> dict | str:
     from ser.experiment.preflight import check_config
     from ser.experiment.train import run
 
-    cfg = compose_train(overrides, output_dir=run_dir)
-    with open_dict(cfg):
-        del cfg["hydra"]  # as Hydra hands the config to train.py's main (HydraConfig keeps it)
+    cfg = job_config(overrides, run_dir)
     try:
         check_config(cfg)
         run(cfg)

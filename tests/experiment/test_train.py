@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SMALL, run_train
+from conftest import SMALL, job_config, run_train
 
 FAST = [*SMALL, "logger=csv"]
 
@@ -333,15 +333,13 @@ def test_a_run_prints_each_line_once_and_nothing_nobody_can_act_on(offline_wandb
 def test_a_run_folder_written_before_the_wings_continues_under_its_old_target_names(compose_cfg, tmp_path):
     """A config.yaml written before ser/'s modules moved into wings names ser.tracking.CSVLogger
     and ser.callbacks.InterruptedCheckpoint: the same run continues, another config still does not."""
-    from omegaconf import OmegaConf, open_dict
+    from omegaconf import OmegaConf
 
     from ser.errors import ConfigError
     from ser.experiment.train import resumable
     from ser.module import MOVED_MODULES
 
-    cfg = compose_cfg(["logger=wandb"])
-    with open_dict(cfg):
-        del cfg["hydra"]  # as train.py's main receives it
+    cfg = job_config(["logger=wandb"])
     written = OmegaConf.to_yaml(cfg, resolve=True)
     for old, new in MOVED_MODULES.items():
         written = written.replace(f"_target_: {new}.", f"_target_: {old}.")
