@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 import torch
 import torchaudio.transforms as T
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ser.augment import Augment
 from ser.frontends.spectral import FeatureFrontend
@@ -89,6 +91,27 @@ def test_front_end_computes_what_torchaudio_computes(kind):
     feats, frames = frontend(waves, torch.full((3,), 16000))
     assert feats.shape == expected.shape and frames.tolist() == [expected.shape[-1]] * 3
     torch.testing.assert_close(feats, expected, atol=1e-4, rtol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_fft=st.integers(16, 2048), hop_fraction=st.floats(0.05, 1.0), n_mels=st.integers(8, 128),
+       batch=st.integers(1, 4), extra=st.integers(0, 3000), seed=st.integers(0, 2**16))
+def test_the_exports_matmul_mel_power_is_torchs_for_any_window_and_hop(n_fft, hop_fraction, n_mels, batch, extra, seed):
+    """What an export computes (MatmulMelPower: Cooley-Tukey in MatMuls, any N, prime included) is
+    what the checkpoint's torch.stft and MelScale compute, to float32 rounding, for any window and
+    hop, batch and length (one frame to many)."""
+    import warnings
+
+    hop = max(1, int(n_fft * hop_fraction))
+    with warnings.catch_warnings():  # an empty mel filter at a small n_fft is torchaudio's note, not an error here
+        warnings.simplefilter("ignore")
+        frontend = FeatureFrontend(n_fft=n_fft, hop_length=hop, n_mels=n_mels)
+    waves = torch.from_numpy(np.random.default_rng(seed).normal(0, 0.1, (batch, n_fft + extra)).astype(np.float32))
+    expected = frontend.mel_power(waves)
+    frontend.compute_by_matmul()
+    computed = frontend.mel_power(waves)
+    assert computed.shape == expected.shape
+    assert float((computed - expected).abs().max()) <= 2e-6 * float(expected.abs().max())
 
 
 def test_a_gain_on_the_log_mel_is_a_gain_on_the_waveform():

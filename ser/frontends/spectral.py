@@ -58,6 +58,7 @@ class FeatureFrontend(nn.Module):
         # half the front end's time (measured: 12.7 -> 6.5 ms for 32 clips of 2 s on 2 cores).
         self.spectrogram = T.Spectrogram(n_fft=n_fft, hop_length=hop_length, center=False, power=None)
         self.mel_scale = T.MelScale(n_mels, sample_rate, f_min, f_max, n_stft=n_fft // 2 + 1)
+        self.matmul_mel: MatmulMelPower | None = None  # torch's FFT, unless an export asks
         if kind == "mfcc":
             self.register_buffer("dct", F.create_dct(n_mfcc, n_mels, norm="ortho"))
         self.num_features = n_mels if kind == "logmel" else n_mfcc
@@ -117,9 +118,20 @@ class FeatureFrontend(nn.Module):
         """waves[B, T], lengths[B] -> log-mel[B, n_mels, frames] (unnormalised), frame_lengths[B]"""
         if waves.shape[-1] < self.n_fft:  # keep one (partly padded) frame for tiny inputs
             waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
+        return torch.log(self.mel_power(waves) + LOG_FLOOR), self.frame_lengths(lengths)
+
+    def mel_power(self, waves: torch.Tensor) -> torch.Tensor:
+        """waves[B, T] -> the mel-weighted power of each frame's windowed DFT, ``[B, n_mels, frames]``."""
+        if self.matmul_mel is not None:
+            return self.matmul_mel(waves)
         spectrum = self.spectrogram(waves)
-        power = spectrum.real.square() + spectrum.imag.square()
-        return torch.log(self.mel_scale(power) + LOG_FLOOR), self.frame_lengths(lengths)
+        return self.mel_scale(spectrum.real.square() + spectrum.imag.square())
+
+    def compute_by_matmul(self) -> None:
+        """Compute the mel power with :class:`MatmulMelPower` from now on: what an exported graph
+        runs (``ser-export``), since runtimes without a fast FFT (onnxruntime's STFT operator) are
+        many times slower than its MatMuls. The same numbers within float rounding (tested)."""
+        self.matmul_mel = MatmulMelPower(self.spectrogram.window, self.n_fft, self.hop_length, self.mel_scale.fb)
 
     def _waveform(self, waves, lengths, gain_db):
         if gain_db is not None:
@@ -137,6 +149,75 @@ class FeatureFrontend(nn.Module):
             mean, var = masked_moments(feats, mask, dims=(1, 2))
             feats = (feats - mean) / (var.sqrt() + 1e-5)
         return feats * mask, frames
+
+
+class MatmulMelPower(nn.Module):
+    """The mel-weighted ``|STFT|^2`` of windowed frames without centre padding, as ``torch.stft``
+    and ``MelScale`` give it, in MatMuls: the DFT of ``N = N1 * N2`` points split once
+    (Cooley-Tukey) into ``N1``-point DFTs over samples ``N2`` apart (the window folded into their
+    matrices, one per ``n2``) and ``N2``-point DFTs over their results (the twiddle factors folded
+    into theirs). A real frame's first-stage outputs ``k1`` and ``N1 - k1`` are complex conjugates,
+    so only ``k1 <= N1 / 2`` are computed and the second stage reads each twice. That is about
+    ``N (N1 + 2 N2)`` multiply-adds a frame against a dense basis's ``2 N^2`` (25x fewer at
+    N = 2048; ``benchmarks/dft.py``).
+
+    Framing is one Gather from the clips' samples side by side (``waves.T``), which leaves the
+    clips as the last axis; frames and clips stay the last axes throughout, so every product is one
+    batched MatMul and the only transposes move whole runs of them. The
+    mel filters are applied to the bins in the order the second stage leaves them (their rows
+    permuted once, here). The matrices are made in float64 and are not saved with the checkpoint
+    (they follow from ``n_fft``, the window and the filters).
+    """
+
+    def __init__(self, window: torch.Tensor, n_fft: int, hop_length: int, mel_filters: torch.Tensor):
+        super().__init__()
+        n2 = max(d for d in range(1, n_fft + 1) if n_fft % d == 0 and d * d <= n_fft)  # N1 >= N2, both near sqrt(N)
+        n1 = n_fft // n2
+        half = n1 // 2 + 1  # first-stage outputs computed: k1 = 0 .. N1/2
+        self.n_fft, self.hop_length, self.n1, self.n2, self.half = n_fft, hop_length, n1, n2, half
+        self.bins = n_fft // 2 + 1
+        self.k2 = -(-self.bins // n1)  # second-stage outputs kept: bin k1 + N1 * k2 up to n_fft / 2
+        f64 = torch.float64
+        angle = 2 * math.pi * torch.outer(torch.arange(half, dtype=f64), torch.arange(n1, dtype=f64)) / n1
+        dft = torch.cat([torch.cos(angle), -torch.sin(angle)])  # [(re, im) x k1, n1]
+        window = window.to(f64).reshape(n1, n2)  # sample N2 * n1 + n2 of a frame
+        self.register_buffer("first", (dft[None] * window.T[:, None, :]).float(), persistent=False)  # [n2, 2 half, n1]
+        m2 = torch.arange(n2, dtype=f64)[None, :, None]
+        k2 = torch.arange(self.k2, dtype=f64)[None, None, :]
+
+        def twiddled_dft(k1):  # [half, n2, k2]: the twiddle of row k1, then the N2-point DFT
+            angle = -2 * math.pi * (m2 * k1[:, None, None] / n_fft + m2 * k2 / n2)
+            return torch.cos(angle), torch.sin(angle)
+
+        cos, sin = twiddled_dft(torch.arange(half, dtype=f64))
+        cos_m, sin_m = twiddled_dft(n1 - torch.arange(half, dtype=f64))  # row N1 - k1, from conj(row k1)
+        # (re + i im)(cos + i sin) and (re - i im)(cos_m + i sin_m), as
+        # [real, real of the mirror, imaginary, imaginary of the mirror] x k2 from [re; im] x n2.
+        of_re, of_im = torch.cat([cos, cos_m, sin, sin_m], 2), torch.cat([-sin, sin_m, cos, -cos_m], 2)
+        second = torch.cat([of_re, of_im], 1).transpose(1, 2)  # [half, 4 k2, 2 n2]
+        self.register_buffer("second", second.float(), persistent=False)
+        # Bin k1 + N1 k2 is in row k1 (k1 < half) or the mirror of row N1 - k1, at k2; each bin once.
+        basis = torch.zeros(half, 2, self.k2, mel_filters.shape[1], dtype=mel_filters.dtype)
+        for k in range(self.bins):
+            k1, k2 = k % n1, k // n1
+            basis[(k1, 0, k2) if k1 < half else (n1 - k1, 1, k2)] = mel_filters[k]
+        self.register_buffer("mel", basis.reshape(-1, mel_filters.shape[1]).T.contiguous(), persistent=False)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        batch, samples = waves.shape
+        frames = (samples - self.n_fft) // self.hop_length + 1
+        # Sample N2 * n1 + n2 of frame f, as [n2, n1, F, B]: clips last, gathered in runs of B.
+        device = waves.device
+        samples_of = (torch.arange(self.n2, device=device)[:, None, None]
+                      + self.n2 * torch.arange(self.n1, device=device)[None, :, None]
+                      + self.hop_length * torch.arange(frames, device=device)[None, None, :])
+        framed = waves.T.index_select(0, samples_of.reshape(-1))
+        first = self.first @ framed.reshape(self.n2, self.n1, frames * batch)  # [n2, (re, im) x half, F * B]
+        first = first.reshape(self.n2, 2, self.half, -1).permute(2, 1, 0, 3).reshape(self.half, 2 * self.n2, -1)
+        squared = (self.second @ first).square()  # [half, 4 k2, F * B]
+        power = squared[:, : 2 * self.k2] + squared[:, 2 * self.k2 :]  # [half, (row, mirror) x k2, F * B]
+        mel = self.mel @ power.reshape(-1, frames * batch)
+        return mel.reshape(-1, frames, batch).permute(2, 0, 1)
 
 
 class LogMelStage:

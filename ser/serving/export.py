@@ -8,12 +8,14 @@ The folder holds ``model.onnx`` (audio in, the task's readout out: probabilities
 values), ``ser.json`` (what the runtime needs: classes, rate, window, normalisation, inputs; owned by
 ``ser.serving.runtime``) and a model card ``README.md`` (Hugging Face's format) with the run's scores.
 
-* Log-mel and MFCC networks and pretrained encoders: the front end is inside the graph (ONNX's STFT
-  for the spectrum), so a waveform goes in, with each clip's length: batches of any size and length.
-* Per-utterance normalisation is in the graph. Per-speaker normalisation takes the speaker's
-  statistics as inputs (``speaker_mean``, ``speaker_std``, float64, as the checkpoint applies them);
-  ``features.onnx`` gives the unnormalised log-mel they are gathered over, and ``ser.json`` keeps the
-  training speakers' pooled statistics for a speaker with no other audio, exactly as ser-predict does.
+* Log-mel and MFCC networks and pretrained encoders: the front end is inside the graph (the
+  windowed DFT and mel filters as MatMuls, ``MatmulMelPower``), so a waveform goes in, with each clip's length:
+  batches of any size and length.
+* Per-utterance normalisation is in the graph. A model normalising per speaker is two graphs, as
+  the checkpoint is two steps in ser-predict: ``features.onnx`` gives each clip's unnormalised
+  log-mel, once; the speaker's statistics are gathered over it, and ``model.onnx`` reads the log-mel
+  with the statistics (``speaker_mean``, ``speaker_std``, float64, as the checkpoint applies them).
+  ``ser.json`` keeps the training speakers' pooled statistics for a speaker with no other audio.
 * eGeMAPS models: openSMILE cannot live in an ONNX graph; ``model.onnx`` is the head on the 88
   functionals, and the runtime computes them with openSMILE beside it.
 * Whisper encoders are refused: their log-mel comes from ``transformers``' numpy feature extractor,
@@ -32,6 +34,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +60,7 @@ from ser.serving.runtime import (
 
 log = logging.getLogger(__name__)
 TOLERANCE = 1e-4  # the largest difference of any readout value, onnxruntime against torch
-OPSET = 18  # ONNX's STFT (17) and the exporter's current default
+OPSET = 18  # the exporter's current default
 PROBE_SECONDS = (0.13, 0.7, 1.9, 4.1)  # probe clip lengths: shorter than a CNN's pooling, to several windows of it
 WINDOW_SECONDS = 10.0  # ser-predict's window: what the model was trained on (data.max_seconds)
 
@@ -204,10 +208,23 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
     examples = [int(s * rate) for s in (3.0, 1.7, 0.9)]
     audio = torch.from_numpy(np.stack([_probe(rate, examples[0], seed) for seed in range(3)]))
     lengths = torch.tensor(examples)
+    graphed = _graph_ready(module, kind)
+    # A per-speaker model reads its frozen stage's output, as the checkpoint does in ser-predict:
+    # each clip's log-mel is computed once (features.onnx), for the speaker's statistics and the score.
+    reads_stage = kind == "egemaps" or (per_speaker and kind in ("logmel", "mfcc"))
+    stage = None
+    narrowest = {"model": None, "stage": None}
     if kind == "egemaps":  # the head on the functionals; openSMILE runs beside it
-        inputs, in_lengths, input_name = frontend.functionals(audio, lengths), torch.ones(3, dtype=torch.long), "features"
+        inputs, in_lengths, input_name, time_axis = frontend.functionals(audio, lengths), torch.ones(3, dtype=torch.long), \
+            "features", None
+    elif reads_stage:
+        narrowest["stage"] = max(frontend.min_samples, _export(
+            LogMelGraph(graphed), (audio, lengths), ["audio", "lengths"], ["features", "frames"], folder / STAGE_GRAPH, 1))
+        stage = STAGE_GRAPH
+        with torch.no_grad():
+            (inputs, in_lengths), input_name, time_axis = frontend.log_mel(audio, lengths), "features", 2
     else:
-        inputs, in_lengths, input_name = audio, lengths, "audio"
+        inputs, in_lengths, input_name, time_axis = audio, lengths, "audio", 1
     graph_cls = SpeakerReadoutGraph if per_speaker else ReadoutGraph
     args = (inputs, in_lengths)
     names = [input_name, "lengths"]
@@ -215,13 +232,9 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
         statistics = frontend.pooled.statistics()
         args += (statistics.mean.clone(), statistics.std.clone())
         names += ["speaker_mean", "speaker_std"]
-    narrowest = _export(graph_cls(module), args, names, ["readout"], folder / MODEL_GRAPH,
-                        time_axis=None if kind == "egemaps" else 1)
-    stage = None
-    if per_speaker and kind != "egemaps":
-        _export(LogMelGraph(module), (audio, lengths), ["audio", "lengths"], ["features", "frames"],
-                folder / STAGE_GRAPH, time_axis=1)
-        stage = STAGE_GRAPH
+    narrowest["model"] = _export(graph_cls(graphed), args, names, ["readout"], folder / MODEL_GRAPH, time_axis)
+    if input_name == "audio":  # the graph keeps no branch for a clip shorter than one window
+        narrowest["model"] = max(frontend.min_samples, narrowest["model"])
     pooled = None
     if per_speaker and frontend.pooled.known:
         pooled = {"mean": frontend.pooled.mean.tolist(), "std": frontend.pooled.std.tolist(),
@@ -232,12 +245,23 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
         "sample_rate": rate,
         "window_seconds": WINDOW_SECONDS,
         "min_samples": frontend.min_samples,
-        "min_batch_samples": max(narrowest or 0, frontend.min_samples),
+        "narrowest": narrowest,
         "frontend": _frontend_record(frontend, kind),
-        "inputs": "functionals" if kind == "egemaps" else "audio",
+        "inputs": "stage" if reads_stage else "audio",
         "per_speaker": {"width": int(frontend.pooled.mean.numel()), "pooled": pooled} if per_speaker else None,
         "graphs": {"model": MODEL_GRAPH, "stage": stage, "opset": OPSET},
     }
+
+
+def _graph_ready(module: SERModule, kind: str) -> SERModule:
+    """A copy of ``module`` as its graphs compute it: a spectral front end's DFT by MatMuls
+    (onnxruntime's STFT operator is several times slower than torch's FFT; ``benchmarks/dft.py``),
+    and no parameter needing a gradient (else torch decomposes an LSTM into one step per frame,
+    which fixes the graph to the example's frame count)."""
+    copy = deepcopy(module).requires_grad_(False)
+    if kind in ("logmel", "mfcc"):
+        copy.frontend.compute_by_matmul()
+    return copy
 
 
 def _frontend_record(frontend, kind: str) -> dict:
@@ -254,12 +278,13 @@ def _frontend_record(frontend, kind: str) -> dict:
 def _export(graph: nn.Module, args: tuple, input_names: list[str], output_names: list[str], path: Path,
             time_axis: int | None) -> int | None:
     """Write ``graph`` as ONNX with a dynamic batch (and time) axis; the narrowest padded batch
-    width the trace holds for (torch.export narrows the range where the code branches on it)."""
+    width (samples or frames) the trace holds for (torch.export narrows the range where the code
+    branches on it)."""
     dynamic = torch.export.Dim.DYNAMIC
     shapes = [{0: dynamic, **({time_axis: dynamic} if time_axis else {})}, {0: dynamic}]
     shapes += [None] * (len(args) - 2)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _recurrent_layers_kept_whole():
             program = torch.export.export(graph, args, dynamic_shapes=tuple(shapes), strict=False)
             onnx_program = torch.onnx.export(program, args, input_names=input_names, output_names=output_names,
                                              opset_version=OPSET, dynamo=True, verbose=False)
@@ -276,6 +301,35 @@ def _export(graph: nn.Module, args: tuple, input_names: list[str], output_names:
     if isinstance(size, int):
         raise ExportRefused("the export fixed the clip length: this model's graph would read one length only")
     return int(program.range_constraints[size.node.expr].lower)
+
+
+@contextmanager
+def _recurrent_layers_kept_whole():
+    """torch.export turns oneDNN off while it traces, and without it torch decomposes an LSTM
+    into one cell per frame, which fixes the graph to the example's frame count (a log-mel
+    input is then refused; an audio input was silently narrowed to ~3 s). With oneDNN on, the LSTM
+    stays one operator over any length, as the GRU always does; every other backend stays off.
+    Checked by the parity tests of the LSTM's exports; a torch without this hook traces as before."""
+    try:
+        from torch.export import _trace as trace
+    except ImportError:
+        trace = None
+    original = getattr(trace, "_ignore_backend_decomps", None)
+    if original is None:
+        yield
+        return
+
+    @contextmanager
+    def all_but_onednn():
+        with original():
+            torch.backends.mkldnn.set_flags(True)
+            yield
+
+    trace._ignore_backend_decomps = all_but_onednn
+    try:
+        yield
+    finally:
+        trace._ignore_backend_decomps = original
 
 
 def probe_clips(rate: int) -> list[np.ndarray]:

@@ -167,11 +167,20 @@ def pad(clips: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _stage_outputs(model: Model, pieces: list[np.ndarray], batch_size: int) -> list[np.ndarray]:
-    """The frozen stage's output ``[width, frames]`` of each window, unnormalised."""
-    outputs = []
-    for start in range(0, len(pieces), batch_size):
-        outputs += model.stage(*pad(pieces[start : start + batch_size]))
-    return outputs
+    """The frozen stage's output ``[width, frames]`` of each window, unnormalised; batched by
+    length, so little padding is computed."""
+    return _by_length(lambda batch: model.stage(*pad(batch)), pieces, batch_size)
+
+
+def _by_length(compute, clips: list[np.ndarray], batch_size: int) -> list:
+    """``compute`` of batches of clips of similar length, each result back in the clips' order."""
+    by_length = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
+    results = [None] * len(clips)
+    for start in range(0, len(by_length), batch_size):
+        rows = by_length[start : start + batch_size]
+        for i, result in zip(rows, compute([clips[i] for i in rows])):
+            results[i] = result
+    return results
 
 
 def windows(length: int, size: int, shortest: int) -> list[tuple[int, int]]:
@@ -187,13 +196,8 @@ def _readouts(model: Model, clips: list[np.ndarray], batch_size: int,
               statistics: SpeakerStatistics | None) -> list[np.ndarray]:
     """What the model reports of each clip (probabilities, attribute values; averaged over a
     file's windows): clips are waveforms [samples] or stage outputs [width, frames]."""
-    by_length = sorted(range(len(clips)), key=lambda i: clips[i].shape[-1])
-    readouts = [None] * len(clips)
-    for start in range(0, len(by_length), batch_size):
-        rows = by_length[start : start + batch_size]
-        for i, values in zip(rows, model.readout(*pad([clips[i] for i in rows]), statistics)):
-            readouts[i] = values.astype(np.float64)
-    return readouts
+    return [values.astype(np.float64) for values in
+            _by_length(lambda batch: model.readout(*pad(batch), statistics), clips, batch_size)]
 
 
 def _decoded_chunks(files: list[Path], sample_rate: int, size: int, skipped: list[Path] | None) -> Iterator[list]:

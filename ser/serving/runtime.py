@@ -20,7 +20,7 @@ from ser.frontends.normalize import SpeakerStatistics
 from ser.readout import Readout
 
 MANIFEST = "ser.json"
-MANIFEST_FORMAT = 1  # bump when what ser.json or the graphs' inputs mean changes
+MANIFEST_FORMAT = 2  # bump when what ser.json or the graphs' inputs mean changes (2: per-speaker log-mel models read features.onnx's output)
 MODEL_GRAPH, STAGE_GRAPH = "model.onnx", "features.onnx"
 
 
@@ -100,15 +100,16 @@ class ExportedModel:
         self.manifest = read_manifest(self.folder)
         m = self.manifest
         self.sample_rate, self.min_samples = m["sample_rate"], m["min_samples"]
-        self.min_batch_samples = m["min_batch_samples"]
+        self.narrowest = m["narrowest"]  # each graph's narrowest padded batch, along its time axis
         self.reading = Readout.from_json(m["reading"])
         speaker = m["per_speaker"]
         self.per_speaker = speaker is not None
         self.pooled = SpeakerStatistics(np.array(speaker["pooled"]["mean"]), np.array(speaker["pooled"]["std"])) \
             if speaker and speaker["pooled"] else None
-        self.reads = "stage" if m["inputs"] == "functionals" else "audio"
+        self.reads = m["inputs"]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its optimiser's notes are not the user's business
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
@@ -125,24 +126,22 @@ class ExportedModel:
 
             self.functionals = Functionals(m["frontend"]["feature_set"], self.sample_rate)
 
-    def _wide_enough(self, waves: np.ndarray) -> np.ndarray:
-        """Zero-pad a batch to the narrowest the graph was exported for (padding changes no
-        clip's result: every model is padding-invariant, tested)."""
-        short = self.min_batch_samples - waves.shape[-1]
-        return np.pad(waves, ((0, 0), (0, short))) if short > 0 else waves
+    def _wide_enough(self, batch: np.ndarray, graph: str) -> np.ndarray:
+        """Zero-pad a batch along time to the narrowest ``graph`` was exported for (padding
+        changes no clip's result: every model is padding-invariant, tested)."""
+        short = (self.narrowest[graph] or 0) - batch.shape[-1]
+        return np.pad(batch, [(0, 0)] * (batch.ndim - 1) + [(0, short)]) if short > 0 else batch
 
     def stage(self, waves, lengths):
         if self.functionals is not None:
             rows = self.functionals.of([wave[:n] for wave, n in zip(waves, lengths)])
             return list(rows[..., None])
-        features, frames = self.stage_session.run(None, {"audio": self._wide_enough(waves), "lengths": lengths})
+        features, frames = self.stage_session.run(None, {"audio": self._wide_enough(waves, "stage"), "lengths": lengths})
         return [clip[:, :n] for clip, n in zip(features, frames)]
 
     def readout(self, inputs, lengths, statistics):
-        if self.reads == "stage":
-            feed = {"features": inputs, "lengths": lengths}
-        else:
-            feed = {"audio": self._wide_enough(inputs), "lengths": lengths}
+        name = "features" if self.reads == "stage" else "audio"
+        feed = {name: self._wide_enough(inputs, "model"), "lengths": lengths}
         if self.per_speaker:
             feed |= {"speaker_mean": np.asarray(statistics.mean, dtype=np.float64),
                      "speaker_std": np.asarray(statistics.std, dtype=np.float64)}

@@ -4,6 +4,7 @@ install without torch, and --stream scores a pipe window by window."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -27,6 +28,9 @@ TRAIN = [*SMALL, "logger=csv", "model=cnn", "trainer.max_epochs=1", "trainer.lim
 # Built in-process (weights at random; pooled statistics handed over as training would).
 IN_PROCESS = {
     "mfcc-lstm-utterance": ["model=lstm", "features=mfcc", "features.normalize=utterance"],
+    "mfcc-lstm-speaker": ["model=lstm", "features=mfcc"],  # its default: the LSTM reads features.onnx's log-mel
+    # The flagship: log-mel per speaker (model.onnx reads features.onnx's log-mel), a bidirectional GRU.
+    "logmel-cnn_gru-speaker": ["model=cnn_gru", "features.normalize=speaker"],
     "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
     "encoder-emotion2vec": ["model=hf"],  # FunASR's tiny emotion2vec on ser's own implementation
     # The head beside openSMILE, with both tasks' outputs: class probabilities and attribute values.
@@ -80,7 +84,13 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     out = export_module(module, tmp_path / "exported")
     manifest = json.loads((out / "ser.json").read_text())
     assert manifest["parity"]["max_abs_difference"] <= 1e-4
-    assert manifest["inputs"] == ("functionals" if case.startswith("egemaps") else "audio")
+    assert manifest["inputs"] == ("stage" if "speaker" in case else "audio")
+    assert (out / "features.onnx").exists() == (case.startswith(("logmel", "mfcc")) and "speaker" in case)
+    # No graph is narrowed to the exporter's 3 s example (a batch of short clips is not padded to
+    # it): what is left is the network's own need (a CNN's pooling: 32 frames, 1.1 s).
+    second = {"audio": 16000, "stage": 16000 if case.startswith("egemaps") else int(frontend.frame_lengths(torch.tensor(16000)))}
+    widths = {"model": second[manifest["inputs"]], "stage": second["audio"]}
+    assert all(n is None or n <= 1.2 * widths[graph] for graph, n in manifest["narrowest"].items())
     reading = manifest["reading"]
     assert len(reading["classes"]) == 6 and reading["attributes"] == (
         ["arousal", "valence", "dominance"] if case.endswith("both") else [])
@@ -198,6 +208,47 @@ def utterance_export(tmp_path_factory):
     module = instantiate(compose_train(["model=cnn", "features.normalize=utterance",
                                         "model.net.channels=[8,16]"]).model)
     return export_module(module, tmp_path_factory.mktemp("stream") / "exported")
+
+
+class Counted:
+    """An onnxruntime session that counts the clips each input name was given."""
+
+    def __init__(self, session):
+        self.session, self.clips = session, {}
+
+    def run(self, outputs, feed):
+        for name, value in feed.items():
+            self.clips[name] = self.clips.get(name, 0) + len(value)
+        return self.session.run(outputs, feed)
+
+
+def test_a_per_speaker_export_computes_each_clips_log_mel_once(tmp_path):
+    """features.onnx computes a window's log-mel; model.onnx reads it (it has no audio input), for
+    the speaker's statistics and the score alike, in predict() and in a stream."""
+    from hydra.utils import instantiate
+
+    from ser.serving.export import export_module
+    from ser.serving.predict import predict, stream
+    from ser.serving.runtime import ExportedModel
+
+    from conftest import compose_train
+
+    torch.manual_seed(0)
+    module = instantiate(compose_train(["model=cnn", "features.normalize=speaker", "model.net.channels=[8,16]"]).model)
+    module.frontend.pooled.remember(module.frontend.pooled.statistics(), 1.0)
+    model = ExportedModel(export_module(module, tmp_path / "exported"))
+    assert [i.name for i in model.session.get_inputs()][0] == "features"
+    model.session, model.stage_session = Counted(model.session), Counted(model.stage_session)
+    rng = np.random.default_rng(0)
+    for k, seconds in enumerate((0.5, 1.3, 2.2, 3.1, 14.0)):  # the last: two windows of 10 s
+        sf.write(tmp_path / f"{k}.wav", rng.normal(0, 0.1, int(seconds * 16000)), 16000)
+    answered = list(predict(model, sorted(tmp_path.glob("*.wav")), batch_size=2))
+    windows = sum(len(row["windows"]) for row in answered)
+    assert windows == 6 and model.stage_session.clips["audio"] == 6 and model.session.clips["features"] == 6
+    model.session.clips, model.stage_session.clips = {}, {}
+    pcm = (rng.normal(0, 0.1, 16000 * 25) * 32767).astype("<i2").tobytes()
+    streamed = list(stream(model, io.BytesIO(pcm), 10.0, 5.0))
+    assert len(streamed) == 4 and model.stage_session.clips["audio"] == 4 == model.session.clips["features"]
 
 
 @pytest.mark.slow
