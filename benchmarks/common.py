@@ -51,6 +51,22 @@ def timed(fn, repeats: int) -> float:
     return min(seconds)
 
 
+def timed_side_by_side(ways: dict, repeats: int) -> dict:
+    """Seconds of the fastest call of each of ``ways`` (name -> function), the ways called in
+    turn in every round (after one warm-up round): a machine whose speed drifts while the
+    benchmark runs (a shared one) drifts for all of them alike."""
+    seconds = {name: [] for name in ways}
+    for round_ in range(repeats + 1):
+        for name, fn in ways.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            if round_:
+                seconds[name].append(time.perf_counter() - start)
+    return {name: min(times) for name, times in seconds.items()}
+
+
 def sync():
     if torch.cuda.is_available():
         torch.cuda.synchronize()

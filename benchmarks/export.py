@@ -4,20 +4,27 @@
   b. the same predict() with the export on onnxruntime (ExportedModel): the same files, windows
      and batches, so the ratio is the backends';
 
-and each one's cold start: a new process from nothing to the first JSON line of
-``ser-predict --ckpt`` / ``--model`` on one file (imports, loading, the first inference).
+each one's cold start: a new process from nothing to the first JSON line of
+``ser-predict --ckpt`` / ``--model`` on one file (imports, loading, the first inference); and each
+one's streaming latency: ``--stream`` with the default hop (one window of 10 s after another) on a
+minute of speech arriving as a pipe delivers it, the delay from the read that brought a window's
+last sample to that window's JSON line (the median over the windows).
 
     python benchmarks/export.py                       # 48 clips of ~2.5 s per front end
-    python benchmarks/export.py --models cnn_gru lstm --clips 96
+    python benchmarks/export.py --models "log-mel, CNN-GRU (per speaker)" --clips 96
 
-Prints clips/s and real-time factor (seconds of compute per second of audio) of a and b, the
-speedup a/b, the export's own time and both cold starts. Weights are random (untrained): the
-same compute as trained ones. The encoder row is a wav2vec 2.0 base-sized model (95M parameters).
+Prints clips/s and real-time factor (seconds of compute per second of audio) of a and b, b's
+speed over a's, the export's own time, both cold starts and both stream delays. a and b take
+turns in every round (fastest of --repeats each), so a drift of the machine's speed while it
+runs touches both alike. Weights are random (untrained): the same compute as trained ones. The
+encoder row is a wav2vec 2.0 base-sized model (95M parameters).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +36,7 @@ import soundfile as sf
 import torch
 from hydra.utils import instantiate
 
-from common import REPO, compose, machine, save_checkpoint, timed
+from common import REPO, compose, machine, save_checkpoint, timed_side_by_side
 
 FRONT_ENDS = {  # row -> overrides; each front end with its default normalisation
     "log-mel, CNN-GRU (per speaker)": ["model=cnn_gru"],
@@ -64,11 +71,43 @@ def cold_start(flag: str, model: Path, file: Path) -> float:
     return time.perf_counter() - start
 
 
+class Pipe(io.RawIOBase):
+    """16-bit PCM delivered in the blocks ``ser-predict --stream`` reads, noting when each
+    block's last byte arrived."""
+
+    def __init__(self, pcm: bytes):
+        self.pcm, self.sent, self.arrivals = pcm, 0, []
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        block = self.pcm[self.sent : self.sent + (size if size >= 0 else len(self.pcm))]
+        self.sent += len(block)
+        self.arrivals.append((self.sent, time.perf_counter()))
+        return block
+
+
+def stream_delay(model, wave: np.ndarray, window_seconds: float = 10.0) -> float:
+    """Median seconds from the arrival of a window's last sample to its readout (ser-predict's
+    ``stream()``, default hop: the window)."""
+    from ser.serving.predict import stream
+
+    pipe = Pipe((np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes())
+    size = int(window_seconds * model.sample_rate)
+    delays = []
+    for k, _ in enumerate(stream(model, pipe, window_seconds)):
+        answered = time.perf_counter()
+        last_byte = 2 * min((k + 1) * size, len(wave))
+        delays.append(answered - next(t for sent, t in pipe.arrivals if sent >= last_byte))
+    return statistics.median(delays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(FRONT_ENDS), choices=list(FRONT_ENDS), metavar="ROW")
     parser.add_argument("--clips", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     from ser.frontends.normalize import SpeakerStatistics
     from ser.serving.export import export_module
@@ -77,10 +116,12 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="ser-export-bench-"))
     files, seconds = clips(root / "corpus", args.clips)
-    print(f"# {machine()}\n# {len(files)} clips, {seconds:.0f} s of audio; fastest of {args.repeats} passes\n")
+    minute = np.concatenate([sf.read(f, dtype="float32")[0] for f in files])[: 60 * 16000]
+    print(f"# {machine()}\n# {len(files)} clips, {seconds:.0f} s of audio; fastest of {args.repeats} passes, "
+          f"a and b in turn\n")
     print("| front end | a. checkpoint, torch: clips/s (RTF) | b. export, onnxruntime: clips/s (RTF) | "
-          "speedup a/b | export s | cold start a / b, s |")
-    print("|---|---:|---:|---:|---:|---:|")
+          "b / a | export s | cold start a / b, s | stream delay a / b, ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for row in args.models:
         overrides = FRONT_ENDS[row] + ([f"features.name={encoder_folder(root)}"] if "wav2vec" in row else [])
         torch.manual_seed(0)
@@ -94,11 +135,12 @@ def main() -> None:
         exported = export_module(module, root / f"export-{abs(hash(row))}")
         export_seconds = time.perf_counter() - start
         ways = {"a": CheckpointModel(module), "b": ExportedModel(exported)}
-        took = {k: timed(lambda m=m: list(predict(m, files)), args.repeats) for k, m in ways.items()}
+        took = timed_side_by_side({k: lambda m=m: list(predict(m, files)) for k, m in ways.items()}, args.repeats)
         cells = [f"{len(files) / took[k]:.1f} ({took[k] / seconds:.4f})" for k in ("a", "b")]
         cold = (cold_start("--ckpt", ckpt, files[0]), cold_start("--model", exported, files[0]))
+        delay = [1000 * stream_delay(ways[k], minute) for k in ("a", "b")]
         print(f"| {row} | {cells[0]} | {cells[1]} | {took['a'] / took['b']:.2f} | {export_seconds:.0f} | "
-              f"{cold[0]:.1f} / {cold[1]:.1f} |", flush=True)
+              f"{cold[0]:.1f} / {cold[1]:.1f} | {delay[0]:.0f} / {delay[1]:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -109,7 +109,6 @@ class ExportedModel:
         self.reads = m["inputs"]
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: its optimiser's notes are not the user's business
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
