@@ -213,12 +213,12 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
     # each clip's log-mel is computed once (features.onnx), for the speaker's statistics and the score.
     reads_stage = kind == "egemaps" or (per_speaker and kind in ("logmel", "mfcc"))
     stage = None
-    narrowest = {"model": None, "stage": None}
+    narrowest = {"model": None, "features": None}  # by graph (file stem)
     if kind == "egemaps":  # the head on the functionals; openSMILE runs beside it
         inputs, in_lengths, input_name, time_axis = frontend.functionals(audio, lengths), torch.ones(3, dtype=torch.long), \
             "features", None
     elif reads_stage:
-        narrowest["stage"] = max(frontend.min_samples, _export(
+        narrowest["features"] = max(frontend.min_samples, _export(
             LogMelGraph(graphed), (audio, lengths), ["audio", "lengths"], ["features", "frames"], folder / STAGE_GRAPH, 1))
         stage = STAGE_GRAPH
         with torch.no_grad():
@@ -391,8 +391,10 @@ def model_card(manifest: dict, results: dict, module: SERModule) -> str:
              f"A speech emotion recognition model trained with ser (version {manifest['ser']['version']}, "
              f"commit {manifest['ser']['commit']}), exported to ONNX with its front end "
              f"({_frontend_text(frontend)}).", "",
-             "## Use", "", "```bash", 'pip install "ser[predict]"' + (" opensmile" if frontend["kind"] == "egemaps" else ""),
+             "## Use", "", "```bash", install_line(frontend),
              "ser-predict --model THIS_FOLDER clip.wav more_clips/", "```", "",
+             f"ser is not on a package index: `{SOURCE}` is a checkout of ser (commit "
+             f"{manifest['ser']['commit']}), or a wheel built from one (`pip wheel --no-deps {SOURCE}`).", "",
              f"Input: mono audio at {manifest['sample_rate']} Hz (ser-predict resamples any file), scored in "
              f"windows of {manifest['window_seconds']:g} s. Output: "
              + (f"probabilities of {', '.join(reading['classes'])}" if reading["classes"] else "")
@@ -402,6 +404,7 @@ def model_card(manifest: dict, results: dict, module: SERModule) -> str:
         lines += ["The model standardises its features by the speaker's statistics, as it was trained: give "
                   "ser-predict several files of one speaker at once (or `--speaker-stats`); a lone file is "
                   "standardised by the training speakers' pooled statistics, which usually costs accuracy.", ""]
+    lines += usage_without_ser(manifest)
     lines += ["## Training and evaluation", ""]
     if results:
         lines += [f"- corpus: {results.get('corpus')} (`data={results.get('data')}`), task {manifest['task']}",
@@ -424,6 +427,57 @@ def model_card(manifest: dict, results: dict, module: SERModule) -> str:
               f"{', '.join(f'{s:g}' for s in manifest['parity']['probe_seconds'])} s, alone and in one padded batch.",
               ""]
     return "\n".join(header + lines)
+
+
+SOURCE = "PATH_TO_SER"  # the card's stand-in for where ser's source is
+
+
+def install_line(frontend: dict) -> str:
+    return f'pip install "{SOURCE}[predict{",egemaps" if frontend["kind"] == "egemaps" else ""}]"'
+
+
+def usage_without_ser(manifest: dict) -> list[str]:
+    """The card's lines that score one WAV with onnxruntime, numpy and soundfile alone, exactly
+    as ``ser-predict --model THIS_FOLDER clip.wav`` does (tested by running them)."""
+    if manifest["frontend"]["kind"] == "egemaps":
+        return ["Without ser: the graph reads openSMILE's eGeMAPS functionals, computed beside it as ser "
+                "computes them; score with ser-predict.", ""]
+    if manifest["per_speaker"] and not manifest["per_speaker"]["pooled"]:
+        return ["Without ser: this model needs a speaker's statistics and holds no pooled training ones; score "
+                "several files of the speaker at once with ser-predict.", ""]
+    narrowest, rate = manifest["narrowest"], manifest["sample_rate"]
+    code = ["import json", "import numpy as np, onnxruntime as ort, soundfile as sf", "",
+            'folder = "THIS_FOLDER"', 'meta = json.load(open(f"{folder}/ser.json"))',
+            f'wave, rate = sf.read("clip.wav", dtype="float32", always_2d=True)  # {rate} Hz, at most '
+            f'{manifest["window_seconds"]:g} s (ser-predict resamples and windows any file)',
+            'assert rate == meta["sample_rate"]',
+            "wave = wave.mean(axis=1, dtype=np.float64)  # mono",
+            "wave -= wave.mean()  # no DC offset, peaks within full scale: as ser reads every file",
+            "audio = (wave / max(1.0, np.abs(wave).max())).astype(np.float32)[None]  # [clips, samples]",
+            "lengths = np.array([audio.shape[1]])  # each row's real samples: a batch is zero-padded to its longest",
+            "",
+            "def run(graph, **inputs):  # each graph's batch is at least meta['narrowest'][graph] wide",
+            "    name = next(iter(inputs))",
+            "    short = (meta['narrowest'][graph] or 0) - inputs[name].shape[-1]",
+            "    if short > 0:",
+            "        inputs[name] = np.pad(inputs[name], [(0, 0)] * (inputs[name].ndim - 1) + [(0, short)])",
+            '    return ort.InferenceSession(f"{folder}/{graph}.onnx").run(None, inputs)', ""]
+    if manifest["inputs"] == "stage":
+        code += ["# Per-speaker normalisation: the log-mel (features.onnx), then the network on it with the",
+                 "# speaker's mean and std of each band (float64); here the training speakers' pooled ones,",
+                 "# as ser-predict takes for a lone file (give it several files of the speaker instead).",
+                 'features, frames = run("features", audio=audio, lengths=lengths)  # [clips, bands, frames], real frames',
+                 'pooled = meta["per_speaker"]["pooled"]  # mean and std: [bands] each',
+                 'values = run("model", features=features, lengths=frames, speaker_mean=np.array(pooled["mean"]),',
+                 '             speaker_std=np.array(pooled["std"]))[0][0]']
+    else:
+        code += ['values = run("model", audio=audio, lengths=lengths)[0][0]']
+    code += ["# values: [values] of the one clip (the output 'readout' is [clips, values]): the class",
+             "# probabilities, then any attribute values on [0, 1], named in ser.json:",
+             'names = meta["reading"]["classes"] + meta["reading"]["attributes"]',
+             "print(json.dumps(dict(zip(names, values.tolist()))))"]
+    return ["Without ser, with onnxruntime, numpy and soundfile alone (`pip install onnxruntime numpy soundfile`), "
+            "one WAV is scored like this:", "", "```python", *code, "```", ""]
 
 
 def _frontend_text(frontend: dict) -> str:

@@ -100,7 +100,7 @@ class ExportedModel:
         self.manifest = read_manifest(self.folder)
         m = self.manifest
         self.sample_rate, self.min_samples = m["sample_rate"], m["min_samples"]
-        self.narrowest = m["narrowest"]  # each graph's narrowest padded batch, along its time axis
+        self.narrowest = m["narrowest"]  # each graph's (by file stem) narrowest padded batch, along its time axis
         self.reading = Readout.from_json(m["reading"])
         speaker = m["per_speaker"]
         self.per_speaker = speaker is not None
@@ -135,7 +135,7 @@ class ExportedModel:
         if self.functionals is not None:
             rows = self.functionals.of([wave[:n] for wave, n in zip(waves, lengths)])
             return list(rows[..., None])
-        features, frames = self.stage_session.run(None, {"audio": self._wide_enough(waves, "stage"), "lengths": lengths})
+        features, frames = self.stage_session.run(None, {"audio": self._wide_enough(waves, "features"), "lengths": lengths})
         return [clip[:, :n] for clip, n in zip(features, frames)]
 
     def readout(self, inputs, lengths, statistics):

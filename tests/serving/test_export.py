@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -89,7 +90,7 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     # No graph is narrowed to the exporter's 3 s example (a batch of short clips is not padded to
     # it): what is left is the network's own need (a CNN's pooling: 32 frames, 1.1 s).
     second = {"audio": 16000, "stage": 16000 if case.startswith("egemaps") else int(frontend.frame_lengths(torch.tensor(16000)))}
-    widths = {"model": second[manifest["inputs"]], "stage": second["audio"]}
+    widths = {"model": second[manifest["inputs"]], "features": second["audio"]}
     assert all(n is None or n <= 1.2 * widths[graph] for graph, n in manifest["narrowest"].items())
     reading = manifest["reading"]
     assert len(reading["classes"]) == 6 and reading["attributes"] == (
@@ -118,10 +119,10 @@ def test_whisper_is_refused_with_the_reason(build, tiny_encoders, tmp_path):
     assert not (tmp_path / "exported").exists()
 
 
-def light_env(path: Path) -> Path:
-    """A new virtual environment with only the prediction install, ser[predict] and openSMILE for
-    eGeMAPS models (ser[egemaps]), from a copy of the sources (building a wheel writes build/ into
-    the tree it builds)."""
+def light_env(path: Path, cards: list[Path]) -> Path:
+    """A new virtual environment holding what the model ``cards`` say to install (their install
+    lines, ser's source being a copy of this checkout: building a wheel writes build/ into the
+    tree it builds): the prediction install, and openSMILE for an eGeMAPS model."""
     source = path / "source"
     source.mkdir(parents=True)
     for name in ("pyproject.toml", "README.md", "ser", "hydra_plugins"):
@@ -130,9 +131,29 @@ def light_env(path: Path) -> Path:
                                             if (REPO / name).is_dir() else {}))
     venv.create(path / "env", with_pip=True)
     python = path / "env" / "bin" / "python"
-    subprocess.run([python, "-m", "pip", "install", "-q", f"{source}[predict,egemaps]"], check=True,
-                   capture_output=True, timeout=900)
+    for card in cards:
+        line = next(line for line in card.read_text().splitlines() if line.startswith("pip install "))
+        arguments = shlex.split(line.replace("PATH_TO_SER", str(source)))[2:]
+        subprocess.run([python, "-m", "pip", "install", "-q", *arguments], check=True, capture_output=True, timeout=900)
     return python
+
+
+def card_lines_answer(python: Path, exported: Path, clip: Path, cwd: Path) -> dict:
+    """What the card's lines without ser print for ``clip``, run exactly as the card shows them."""
+    card = (exported / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"THIS_FOLDER"', repr(str(exported))).replace('"clip.wav"', repr(str(clip)))
+    proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+def assert_card_answers_as_ser_predict(python: Path, exported: Path, clip: Path, cwd: Path) -> None:
+    answer = card_lines_answer(python, exported, clip, cwd)
+    row = rows(predict_cli("--model", exported, clip))[0]
+    said = {**row.get("probs", {}), **row.get("attributes", {})}
+    assert answer.keys() == said.keys()
+    assert max(abs(answer[k] - said[k]) for k in said) <= 1e-5
 
 
 @pytest.mark.slow
@@ -157,8 +178,13 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     speaker, clips = next(iter(by_speaker.items()))
     files = [c["path"] for c in clips]
     ckpt = results["tested_ckpt"]
-    # The light install: no torch, no Lightning, no Hydra; the same answers, the same speaker handling.
-    python = light_env(tmp_path / "light")
+    # The light install, as the cards say: no torch, no Lightning, no Hydra; the same answers, the
+    # same speaker handling.
+    from ser.serving.export import export_module
+
+    egemaps_module, _ = build("egemaps_mlp")  # per speaker, its default; weights at random
+    egemaps = export_module(egemaps_module, tmp_path / "egemaps")
+    python = light_env(tmp_path / "light", [exported / "README.md", egemaps / "README.md"])
     assert subprocess.run([python, "-c", "import torch"], capture_output=True).returncode != 0
     light = subprocess.run([python, "-m", "ser.serving.predict", "--model", exported, *files], capture_output=True,
                            text=True, timeout=300, cwd=tmp_path)
@@ -173,11 +199,13 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     lone_exported = predict_cli("--model", exported, files[0])
     assert "pooled statistics" in lone_exported.stderr
     assert_same_predictions(rows(lone_exported), rows(predict_cli("--ckpt", ckpt, files[0])))
+    # The card's lines without ser answer for a lone file as ser-predict --model does (the pooled
+    # statistics), and those of a model reading audio (normalised per utterance) too.
+    assert_card_answers_as_ser_predict(python, exported, Path(files[0]), tmp_path)
+    utterance_module, _ = build("cnn", ["features.normalize=utterance", "model.net.channels=[8,16]"])
+    utterance = export_module(utterance_module, tmp_path / "utterance")
+    assert_card_answers_as_ser_predict(python, utterance, Path(files[0]), tmp_path)
     # The default recipe's kind (openSMILE beside the exported head), in the same install.
-    from ser.serving.export import export_module
-
-    egemaps_module, _ = build("egemaps_mlp")  # per speaker, its default; weights at random
-    egemaps = export_module(egemaps_module, tmp_path / "egemaps")
     light = subprocess.run([python, "-m", "ser.serving.predict", "--model", egemaps, *files], capture_output=True,
                            text=True, timeout=300, cwd=tmp_path)
     from ser.serving.predict import predict
