@@ -445,7 +445,7 @@ def usage_without_ser(manifest: dict) -> list[str]:
     if manifest["per_speaker"] and not manifest["per_speaker"]["pooled"]:
         return ["Without ser: this model needs a speaker's statistics and holds no pooled training ones; score "
                 "several files of the speaker at once with ser-predict.", ""]
-    narrowest, rate = manifest["narrowest"], manifest["sample_rate"]
+    rate = manifest["sample_rate"]
     code = ["import json", "import numpy as np, onnxruntime as ort, soundfile as sf", "",
             'folder = "THIS_FOLDER"', 'meta = json.load(open(f"{folder}/ser.json"))',
             f'wave, rate = sf.read("clip.wav", dtype="float32", always_2d=True)  # {rate} Hz, at most '
