@@ -110,16 +110,17 @@ def kind_of(frontend) -> str:
     return frontend.kind
 
 
-def export(source: str | Path, out: str | Path, tolerance: float = TOLERANCE) -> Path:
+def export(source: str | Path, out: str | Path, tolerance: float = TOLERANCE, quantize: str | None = None) -> Path:
     """Export the checkpoint ``source`` names (a run folder: the one its test scored) into ``out``."""
     ckpt, results = _resolve(Path(source))
-    return export_module(SERModule.from_checkpoint(ckpt), out, tolerance, ckpt, results)
+    return export_module(SERModule.from_checkpoint(ckpt), out, tolerance, ckpt, results, quantize)
 
 
 def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERANCE, ckpt: Path | None = None,
-                  results: dict | None = None) -> Path:
+                  results: dict | None = None, quantize: str | None = None) -> Path:
     """Export a trained ``module`` (from ``ckpt``, tested as ``results`` say) into ``out``, or
-    refuse (:class:`ExportRefused`) and write nothing."""
+    refuse (:class:`ExportRefused`) and write nothing; with ``quantize="int8"`` an int8 graph
+    beside the float one, measured against it (``ser.serving.quantize``)."""
     module, results = module.eval(), results or {}
     kind = kind_of(module.frontend)
     _check_exportable(module, kind)
@@ -138,6 +139,8 @@ def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERAN
                 "(ser-predict --ckpt), or report it with the model config.")
         manifest["parity"] = {"max_abs_difference": worst, "tolerance": tolerance,
                               "probe_seconds": list(PROBE_SECONDS)}
+        if quantize == "int8":
+            manifest["int8"] = _quantized(staging, results, module.sample_rate)
         write_manifest(staging, manifest)
         (staging / "README.md").write_text(model_card(manifest, results, module))
         if out.exists():
@@ -146,6 +149,19 @@ def export_module(module: SERModule, out: str | Path, tolerance: float = TOLERAN
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return out
+
+
+def _quantized(folder: Path, results: dict, rate: int) -> dict:
+    from ser.data.audio import write_wav
+    from ser.serving.quantize import quantize
+
+    run = Path(results["_path"]).parent if results.get("_path") else None
+    with tempfile.TemporaryDirectory() as probes:
+        files = []
+        for k, clip in enumerate(probe_clips(rate)):
+            files.append(Path(probes) / f"probe{k}.wav")
+            write_wav(files[-1], clip, rate)
+        return quantize(folder, run, files)
 
 
 def provenance(ckpt: Path | None, results_path: str | None) -> dict:
@@ -416,6 +432,7 @@ def model_card(manifest: dict, results: dict, module: SERModule) -> str:
                   *[f"| {m} | {results_file.score_text(results, m)} |" for m in metrics], ""]
     else:
         lines += ["The checkpoint was exported without its run folder: no scores are known.", ""]
+    lines += _int8_text(manifest.get("int8"))
     lines += ["## Intended use and limitations", "",
               "Research on speech emotion recognition. Acted-emotion corpora differ from everyday speech; "
               "scores on speakers, languages, microphones or emotions outside the training corpus can be far "
@@ -427,6 +444,21 @@ def model_card(manifest: dict, results: dict, module: SERModule) -> str:
               f"{', '.join(f'{s:g}' for s in manifest['parity']['probe_seconds'])} s, alone and in one padded batch.",
               ""]
     return "\n".join(header + lines)
+
+
+def _int8_text(record: dict | None) -> list[str]:
+    if not record:
+        return []
+    uar = record["test_uar"]
+    change = (f"test UAR {uar['float']:.3f} with the float graph, {uar['int8']:.3f} with int8 ({uar['change']:+.3f})"
+              if uar else "no test UAR (the run's test clips were not at hand)")
+    speed = record["clips_per_second"]
+    return ["## int8", "",
+            f"`{record['graph']}` holds the network with int8 weights ({', '.join(record['quantized_ops'])}; "
+            "onnxruntime's dynamic quantisation); `ser-predict --model THIS_FOLDER --int8` scores with it. Measured "
+            f"against the float graph on {record['measured_on']} ({record['clips']} clips): {speed['int8']:g} "
+            f"against {speed['float']:g} clips/s ({record['speedup']:.2f}x), probabilities moved by up to "
+            f"{record['max_probability_change']:.1e}, {change}.", ""]
 
 
 SOURCE = "PATH_TO_SER"  # the card's stand-in for where ser's source is
@@ -514,10 +546,14 @@ def main(argv=None) -> int:
     parser.add_argument("out", help="the folder to write (replaced if it exists)")
     parser.add_argument("--tolerance", type=float, default=TOLERANCE,
                         help="largest readout difference from the checkpoint accepted (default %(default)g)")
+    parser.add_argument("--quantize", choices=["int8"],
+                        help="also write model.int8.onnx (onnxruntime's dynamic quantisation), measured on the "
+                             "run's test split: speed, largest probability change, test UAR change "
+                             "(ser.json and the card); ser-predict --model DIR --int8 scores with it")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        out = export(args.source, args.out, args.tolerance)
+        out = export(args.source, args.out, args.tolerance, args.quantize)
     except UserError as err:
         print(f"ser-export: error: {err}", file=sys.stderr)
         return 2

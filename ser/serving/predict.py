@@ -358,6 +358,9 @@ def main(argv=None) -> int:
                         help="a model normalising per speaker: take the speaker's statistics from these "
                              "clips of theirs (default: from all the files scored in this call)")
     parser.add_argument("--device", help="--ckpt: the torch device (default: cuda where there is one)")
+    parser.add_argument("--int8", action="store_true",
+                        help="--model: score with its int8 graph (ser-export --quantize int8; its model card says "
+                             "what that changed on the run's test split)")
     args = parser.parse_args(argv)
     if (args.stream is None) == (not args.inputs):
         parser.error("give audio files or folders, or --stream - (not both)")
@@ -365,7 +368,9 @@ def main(argv=None) -> int:
         parser.error("--stream reads standard input: --stream -")
     skipped: list[Path] = []
     try:
-        model = ExportedModel(args.model) if args.model else CheckpointModel.load(args.ckpt, args.device)
+        if args.int8 and not args.model:
+            parser.error("--int8 scores an exported model's int8 graph: give --model")
+        model = ExportedModel(args.model, int8=args.int8) if args.model else CheckpointModel.load(args.ckpt, args.device)
         speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
         if args.stream:
             statistics = None

@@ -22,6 +22,7 @@ from ser.readout import Readout
 MANIFEST = "ser.json"
 MANIFEST_FORMAT = 2  # bump when what ser.json or the graphs' inputs mean changes (2: per-speaker log-mel models read features.onnx's output)
 MODEL_GRAPH, STAGE_GRAPH = "model.onnx", "features.onnx"
+INT8_GRAPH = "model.int8.onnx"  # ser-export --quantize int8: the network with int8 weights, beside the float one
 
 
 class Model(Protocol):
@@ -90,7 +91,7 @@ class CheckpointModel:
 class ExportedModel:
     """A folder written by ``ser-export``, on onnxruntime: no torch, Lightning or Hydra."""
 
-    def __init__(self, folder: str | Path, threads: int | None = None):
+    def __init__(self, folder: str | Path, threads: int | None = None, int8: bool = False):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -112,7 +113,10 @@ class ExportedModel:
         if threads:
             options.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(self.folder / MODEL_GRAPH), options, providers=providers)
+        graph = INT8_GRAPH if int8 else MODEL_GRAPH
+        if not (self.folder / graph).is_file():
+            raise UserError(f"{self.folder} holds no int8 graph: export it with ser-export --quantize int8")
+        self.session = ort.InferenceSession(str(self.folder / graph), options, providers=providers)
         self.stage_session = ort.InferenceSession(str(self.folder / STAGE_GRAPH), options, providers=providers) \
             if m["graphs"].get("stage") else None
         self.functionals = None

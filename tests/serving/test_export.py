@@ -161,10 +161,11 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     train_cli(TRAIN, tmp_path / "run")
     results, by_speaker = read_test_split(tmp_path / "run")
     exported = tmp_path / "exported"
-    proc = subprocess.run([sys.executable, "-m", "ser.serving.export", tmp_path / "run", exported], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "ser.serving.export", tmp_path / "run", exported, "--quantize", "int8"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "features.onnx", "model.onnx", "ser.json"]
+    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "features.onnx", "model.int8.onnx", "model.onnx",
+                                                         "ser.json"]
     manifest = json.loads((exported / "ser.json").read_text())
     assert manifest["reading"]["classes"] == results["classes"]
     # Shipped elsewhere: the run by name, paths relative to it, none of this machine's.
@@ -173,6 +174,13 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
     assert manifest["per_speaker"]["pooled"]["frames"] > 0 and manifest["frontend"]["normalize"] == "speaker"
     card = (exported / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: ser\n") and "\n---\n" in card
+    # int8, measured on the run's own test split: the float graph scores it as the test step did.
+    int8 = manifest["int8"]
+    assert int8["measured_on"] == "the run's test split" and int8["clips"] == results["n_test"]
+    assert abs(int8["test_uar"]["float"] - results["test/uar"]) < 1e-6  # (results.json: torchmetrics' float32)
+    assert int8["test_uar"]["change"] == int8["test_uar"]["int8"] - int8["test_uar"]["float"]
+    assert 0 < int8["max_probability_change"] < 0.05 and int8["speedup"] > 0
+    assert f"{int8['test_uar']['int8']:.3f} with int8" in card
     assert f"| test/uar | {results['test/uar']:.3f}" in card and results["corpus"] in card
 
     speaker, clips = next(iter(by_speaker.items()))
@@ -190,6 +198,11 @@ def test_an_exported_run_predicts_as_its_checkpoint_from_an_install_without_torc
                            text=True, timeout=300, cwd=tmp_path)
     assert "taken as one speaker's clips" in light.stderr
     assert_same_predictions(rows(light), rows(predict_cli("--ckpt", ckpt, *files)))
+    # The int8 graph on request, within the change ser-export measured on these very clips.
+    quantized = subprocess.run([python, "-m", "ser.serving.predict", "--model", exported, "--int8", *files],
+                               capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    moved = max(abs(a["probs"][c] - b["probs"][c]) for a, b in zip(rows(quantized), rows(light)) for c in a["probs"])
+    assert 0 < moved <= int8["max_probability_change"] + 2e-6
     # The test step's own answers for this speaker, from the export.
     counts = [[0] * len(results["classes"]) for _ in results["classes"]]
     for clip, row in zip(clips, rows(light)):
@@ -337,6 +350,14 @@ def test_a_stream_it_cannot_read_gets_one_line_after_the_windows_read_so_far(utt
     sf.write(path, np.zeros(16000, dtype=np.float32), 16000, subtype="FLOAT")
     float_wav = stream_cli(utterance_export, path.read_bytes())
     assert float_wav.returncode == 2 and b"--stream reads 16-bit PCM" in float_wav.stderr
+
+
+def test_int8_is_asked_of_an_export_that_has_it(utterance_export, tmp_path):
+    sf.write(tmp_path / "clip.wav", np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+    proc = predict_cli("--model", utterance_export, tmp_path / "clip.wav", "--int8")
+    assert proc.returncode == 2 and "holds no int8 graph: export it with ser-export --quantize int8" in proc.stderr
+    proc = predict_cli("--ckpt", tmp_path / "any.ckpt", tmp_path / "clip.wav", "--int8")
+    assert proc.returncode == 2 and "--int8 scores an exported model's int8 graph" in proc.stderr
 
 
 def test_an_export_answers_every_readable_file_of_a_damaged_folder_and_exits_3(utterance_export, tmp_path):
