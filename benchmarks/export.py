@@ -17,7 +17,8 @@ Prints clips/s and real-time factor (seconds of compute per second of audio) of 
 speed over a's, the export's own time, both cold starts and both stream delays. a and b take
 turns in every round (fastest of --repeats each), so a drift of the machine's speed while it
 runs touches both alike. Weights are random (untrained): the same compute as trained ones. The
-encoder row is a wav2vec 2.0 base-sized model (95M parameters).
+encoder rows are a wav2vec 2.0 base-sized model (95M parameters) and a Whisper tiny-sized encoder
+(8M parameters, one 30 s window per clip).
 """
 
 from __future__ import annotations
@@ -44,15 +45,29 @@ FRONT_ENDS = {  # row -> overrides; each front end with its default normalisatio
     "MFCC, LSTM (per speaker)": ["model=lstm", "features=mfcc"],
     "eGeMAPS, MLP (per speaker)": ["model=egemaps_mlp"],
     "wav2vec 2.0 base (random weights)": ["model=hf"],
+    "Whisper tiny (random weights; its log-mel in the graph)": ["model=hf"],
 }
 
 
-def encoder_folder(root: Path) -> Path:
-    from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
+def encoder_folder(root: Path, family: str) -> Path:
+    """A randomly initialised encoder saved as a checkpoint is: wav2vec 2.0 base, Whisper tiny."""
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperModel,
+    )
 
-    folder = root / "wav2vec2-base-random"
-    Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
+    folder = root / f"{family}-random"
+    if family == "whisper":  # tiny.en's sizes
+        WhisperModel(WhisperConfig(d_model=384, encoder_layers=4, encoder_attention_heads=6, encoder_ffn_dim=1536,
+                                   decoder_layers=1, num_mel_bins=80)).save_pretrained(folder)
+        WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+    else:
+        Wav2Vec2Model(Wav2Vec2Config()).save_pretrained(folder)
+        Wav2Vec2FeatureExtractor(do_normalize=True).save_pretrained(folder)
     return folder
 
 
@@ -123,7 +138,8 @@ def main() -> None:
           "b / a | export s | cold start a / b, s | stream delay a / b, ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for row in args.models:
-        overrides = FRONT_ENDS[row] + ([f"features.name={encoder_folder(root)}"] if "wav2vec" in row else [])
+        family = "wav2vec2" if "wav2vec" in row else "whisper" if "Whisper" in row else None
+        overrides = FRONT_ENDS[row] + ([f"features.name={encoder_folder(root, family)}"] if family else [])
         torch.manual_seed(0)
         module = instantiate(compose(overrides).model).eval()
         if module.frontend.speaker_normalizer() is not None:  # as training hands them over (a lone file uses them)

@@ -71,3 +71,22 @@ def test_every_state_ser_keeps_is_whispers_own_over_the_clips_frames(spoken):
     assert len(reference) == len(ours) == 5  # the input embedding and 4 layers
     for layer, (expected, got) in enumerate(zip(reference, ours)):
         torch.testing.assert_close(got, expected[0, : got.shape[0]], atol=1e-4, rtol=1e-4, msg=f"state {layer}")
+
+
+def test_real_whisper_exports_with_its_log_mel_in_the_graph(spoken, build, tmp_path):
+    """Whisper tiny.en (a random head on its real states) exported: onnxruntime answers as the
+    checkpoint does on the spoken sentence (the export's own check already held on its probe
+    clips), and the graph's log-mel of it is transformers' extractor's."""
+    from transformers import WhisperFeatureExtractor
+
+    from ser.frontends.encoders import WhisperLogMel
+    from ser.serving.export import export_module, parity
+    from ser.serving.runtime import CheckpointModel, ExportedModel
+
+    module, _ = build("hf", [f"features.name={whisper_tiny_en()}", "features.states=frames"])
+    exported = export_module(module, tmp_path / "exported")
+    clip = spoken.numpy()
+    assert parity(ExportedModel(exported), CheckpointModel(module), [clip, clip[:40000]]) <= 1e-4
+    extractor = WhisperFeatureExtractor.from_pretrained(whisper_tiny_en())
+    expected = extractor([clip], sampling_rate=16000, return_tensors="pt").input_features
+    assert float((WhisperLogMel(extractor)(spoken[None]) - expected).abs().max()) <= 1e-4

@@ -41,6 +41,7 @@ from torch import nn
 
 from ser.errors import ConfigError, UserError, not_one_of
 from ser.frontends import emotion2vec
+from ser.frontends.spectral import MatmulMelPower
 from ser.ops import frames_after, masked_group_norm, masked_mean, masked_standardize, real_frames
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class EncoderFrontend(nn.Module):
         self.num_features = config.d_model if self.whisper else config.hidden_size
         self.num_states = (config.encoder_layers if self.whisper else config.num_hidden_layers) + 1
         self._sample_lengths: torch.Tensor | None = None
+        self.graph_mel: WhisperLogMel | None = None  # transformers' extractor, unless an export asks
         if getattr(config, "feat_extract_norm", None) == "group":
             first = self.encoder.feature_extractor.conv_layers[0]
             first.layer_norm.register_forward_hook(self._group_norm_over_real_frames)
@@ -110,6 +112,13 @@ class EncoderFrontend(nn.Module):
 
     def frozen_stage(self) -> EncoderStage | None:
         return EncoderStage(self) if self.freeze == "all" else None
+
+    def compute_by_matmul(self) -> None:
+        """Whisper: compute its log-mel in the network from now on (:class:`WhisperLogMel`), one
+        30 s window per clip: what an exported graph runs (``ser-export``). Other families read
+        the waveform itself and need nothing."""
+        if self.whisper:
+            self.graph_mel = WhisperLogMel(self.preprocessor)
 
     def speaker_normalizer(self) -> None:
         return None  # nothing is normalised per speaker
@@ -208,14 +217,17 @@ class EncoderFrontend(nn.Module):
         """Every clip in 30 s windows, each padded alone as Whisper was trained; the frames
         covering real audio of a clip's windows, end to end."""
         window = WHISPER_SECONDS * self.sample_rate
+        if self.graph_mel is not None:  # a graph: each clip one window, its frames past the real ones zeroed
+            states = self._whisper_states(self.graph_mel(waves))
+            frames = self.encoded_frames(lengths.clamp(max=window))
+            return states * real_frames(frames, states.shape[-1])[:, None, None, :].to(states.dtype), frames
         pieces, owner = [], []
         for clip, (wave, n) in enumerate(zip(waves, lengths.tolist())):
             for start in range(0, max(n, 1), window):
                 pieces.append(wave[start : min(n, start + window)].float().cpu().numpy())
                 owner.append(clip)
         mel = self.preprocessor(pieces, sampling_rate=self.sample_rate, return_tensors="pt").input_features
-        out = self.encoder(mel.to(waves.device, next(self.encoder.parameters()).dtype), output_hidden_states=True)
-        states = torch.stack(out.hidden_states, 1).transpose(2, 3)  # [windows, S, H, 1500]
+        states = self._whisper_states(mel.to(waves.device))
         kept = self.encoded_frames(torch.tensor([len(p) for p in pieces], device=waves.device))
         per_clip = [[] for _ in range(len(waves))]
         for piece, clip in enumerate(owner):
@@ -224,6 +236,39 @@ class EncoderFrontend(nn.Module):
         frames = torch.tensor([j.shape[-1] for j in joined], device=waves.device)
         longest = int(frames.max())
         return torch.stack([nn.functional.pad(j, (0, longest - j.shape[-1])) for j in joined]), frames
+
+
+    def _whisper_states(self, mel: torch.Tensor) -> torch.Tensor:
+        """log-mel ``[windows, mels, 3000]`` -> every hidden state ``[windows, S, H, 1500]``."""
+        out = self.encoder(mel.to(next(self.encoder.parameters()).dtype), output_hidden_states=True)
+        return torch.stack(out.hidden_states, 1).transpose(2, 3)
+
+
+class WhisperLogMel(nn.Module):
+    """Whisper's log-mel as its feature extractor computes it (``transformers``' torch path), as
+    a module a graph can hold: each clip zero-padded to the 30 s window, a centred STFT
+    (reflect padding) with the periodic Hann window, the last frame dropped, the extractor's own
+    mel filters, log10 above 1e-10, floored 8 below the window's peak, then ``(x + 4) / 4``; the
+    spectrum in MatMuls (:class:`~ser.frontends.spectral.MatmulMelPower`). One window per clip:
+    a longer clip is cut at 30 s (ser-predict's windows are 10 s)."""
+
+    def __init__(self, preprocessor):
+        super().__init__()
+        if getattr(preprocessor, "dither", 0.0):
+            raise UserError("this Whisper feature extractor adds random dither to every clip: no graph "
+                            "(and no two runs) would compute the same log-mel; set its dither to 0")
+        self.n_fft, self.samples = preprocessor.n_fft, preprocessor.n_samples
+        filters = torch.from_numpy(preprocessor.mel_filters).float()  # [bins, mels]
+        self.power = MatmulMelPower(torch.hann_window(self.n_fft), self.n_fft, preprocessor.hop_length, filters)
+
+    def forward(self, waves: torch.Tensor) -> torch.Tensor:
+        """waves[B, T] (zero-padded) -> log-mel ``[B, mels, 3000]``."""
+        waves = waves[:, : self.samples]
+        waves = nn.functional.pad(waves, (0, self.samples - waves.shape[-1]))
+        centred = nn.functional.pad(waves[:, None], (self.n_fft // 2, self.n_fft // 2), mode="reflect")[:, 0]
+        log = self.power(centred)[..., :-1].clamp(min=1e-10).log10()
+        peak = log.amax(dim=(1, 2), keepdim=True)
+        return (torch.maximum(log, peak - 8.0) + 4.0) / 4.0
 
 
 class EncoderStage:

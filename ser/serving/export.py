@@ -18,8 +18,9 @@ values), ``ser.json`` (what the runtime needs: classes, rate, window, normalisat
   ``ser.json`` keeps the training speakers' pooled statistics for a speaker with no other audio.
 * eGeMAPS models: openSMILE cannot live in an ONNX graph; ``model.onnx`` is the head on the 88
   functionals, and the runtime computes them with openSMILE beside it.
-* Whisper encoders are refused: their log-mel comes from ``transformers``' numpy feature extractor,
-  outside the network, so no graph of the network alone would be the model that was tested.
+* Whisper encoders: their log-mel (``transformers``' feature extractor, outside the network in
+  training) is inside the graph as ``WhisperLogMel``, one 30 s window per clip; ser-predict's
+  windows are shorter (``max_window_seconds`` in ser.json).
 
 Every export is checked before it is written: onnxruntime must answer as the checkpoint does on
 probe clips of several lengths, alone and in a padded batch, within ``--tolerance`` (1e-4);
@@ -48,6 +49,7 @@ except ImportError:  # the prediction-only install scores exports; making one ne
 
 from ser.errors import UserError
 from ser.evidence import results as results_file
+from ser.frontends.encoders import WHISPER_SECONDS
 from ser.frontends.normalize import SpeakerStatistics
 from ser.module import SERModule
 from ser.serving.runtime import (
@@ -195,11 +197,6 @@ def _resolve(source: Path) -> tuple[Path, dict]:
 
 
 def _check_exportable(module: SERModule, kind: str) -> None:
-    if kind == "encoder" and module.frontend.whisper:
-        raise ExportRefused(
-            "Whisper encoders are not exported: Whisper's log-mel is computed by transformers' numpy feature "
-            "extractor outside the network (30 s windows, its own padding), so a graph of the network alone "
-            "would not be the model that was tested. Score it with ser-predict --ckpt.")
     if module.hparams.get("compile"):
         log.info("model.compile=true: the export traces the uncompiled network (the same weights)")
 
@@ -260,6 +257,8 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
         "reading": module.task.reading().to_json(),
         "sample_rate": rate,
         "window_seconds": WINDOW_SECONDS,
+        # The graph holds one Whisper window per clip; ser-predict keeps its windows within it.
+        "max_window_seconds": WHISPER_SECONDS if kind == "encoder" and frontend.whisper else None,
         "min_samples": frontend.min_samples,
         "narrowest": narrowest,
         "frontend": _frontend_record(frontend, kind),
@@ -275,7 +274,7 @@ def _graph_ready(module: SERModule, kind: str) -> SERModule:
     and no parameter needing a gradient (else torch decomposes an LSTM into one step per frame,
     which fixes the graph to the example's frame count)."""
     copy = deepcopy(module).requires_grad_(False)
-    if kind in ("logmel", "mfcc"):
+    if kind in ("logmel", "mfcc", "encoder"):
         copy.frontend.compute_by_matmul()
     return copy
 

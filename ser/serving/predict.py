@@ -371,6 +371,10 @@ def main(argv=None) -> int:
         if args.int8 and not args.model:
             parser.error("--int8 scores an exported model's int8 graph: give --model")
         model = ExportedModel(args.model, int8=args.int8) if args.model else CheckpointModel.load(args.ckpt, args.device)
+        longest = getattr(model, "max_window_seconds", None)
+        if longest and args.window > longest:
+            parser.error(f"--window {args.window:g}: this export scores windows of at most {longest:g} s (a Whisper "
+                         "encoder's window); give --window up to that, or score with the checkpoint (--ckpt)")
         speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
         if args.stream:
             statistics = None

@@ -101,6 +101,7 @@ class ExportedModel:
         self.manifest = read_manifest(self.folder)
         m = self.manifest
         self.sample_rate, self.min_samples = m["sample_rate"], m["min_samples"]
+        self.max_window_seconds = m.get("max_window_seconds")  # a Whisper graph: one 30 s window per clip
         self.narrowest = m["narrowest"]  # each graph's (by file stem) narrowest padded batch, along its time axis
         self.reading = Readout.from_json(m["reading"])
         speaker = m["per_speaker"]

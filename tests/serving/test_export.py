@@ -18,6 +18,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from ser.serving.predict import pad as pad_batch
+
 from conftest import REPO, SMALL, predict_cli
 from corpora_fixtures import assert_answered_and_skipped, damaged_folder
 from test_normalization import read_test_split
@@ -34,6 +36,8 @@ IN_PROCESS = {
     "logmel-cnn_gru-speaker": ["model=cnn_gru", "features.normalize=speaker"],
     "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
     "encoder-emotion2vec": ["model=hf"],  # FunASR's tiny emotion2vec on ser's own implementation
+    # A tiny random Whisper: its log-mel in the graph (WhisperLogMel), every state of every frame.
+    "encoder-whisper": ["model=hf", "features.states=frames"],
     # The head beside openSMILE, with both tasks' outputs: class probabilities and attribute values.
     "egemaps-speaker-both": ["model=egemaps_mlp", "features.normalize=speaker", "task=both"],
 }
@@ -74,7 +78,7 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     from ser.serving.export import export_module, parity
     from ser.serving.runtime import CheckpointModel, ExportedModel
 
-    family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec"}.get(case)
+    family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec", "encoder-whisper": "whisper"}.get(case)
     extra = [f"features.name={tiny_encoders[family]}"] if family else []
     module, _ = build(IN_PROCESS[case][0].split("=")[1], [*IN_PROCESS[case][1:], *extra])
     frontend = module.frontend
@@ -110,13 +114,34 @@ def test_an_export_that_is_not_faithful_is_refused_and_nothing_is_written(build,
     assert not (tmp_path / "exported").exists() and not list(tmp_path.glob(".ser-export-*"))
 
 
-def test_whisper_is_refused_with_the_reason(build, tiny_encoders, tmp_path):
-    from ser.serving.export import ExportRefused, export_module
+def test_whisper_log_mel_in_the_graph_is_transformers_extractor(tiny_encoders):
+    """WhisperLogMel (what an exported Whisper computes) against the feature extractor the model was
+    trained with, on speech-like clips from one hop to the whole 30 s window, alone and in a batch."""
+    from transformers import WhisperFeatureExtractor
+
+    from ser.frontends.encoders import WhisperLogMel
+    from ser.serving.export import _probe
+
+    extractor = WhisperFeatureExtractor.from_pretrained(tiny_encoders["whisper"])
+    graph = WhisperLogMel(extractor)
+    clips = [_probe(16000, n, seed) for seed, n in enumerate((160, 7000, 41000, 16000 * 30))]
+    expected = extractor(clips, sampling_rate=16000, return_tensors="pt").input_features
+    waves, _ = pad_batch(clips)
+    assert float((graph(torch.from_numpy(waves)) - expected).abs().max()) <= 1e-4
+    for clip, row in zip(clips, expected):
+        assert float((graph(torch.from_numpy(clip)[None])[0] - row).abs().max()) <= 1e-4
+
+
+def test_a_whisper_export_keeps_ser_predicts_windows_within_its_30_seconds(build, tiny_encoders, tmp_path):
+    from ser.serving.export import export_module
 
     module, _ = build("hf", [f"features.name={tiny_encoders['whisper']}"])
-    with pytest.raises(ExportRefused, match="Whisper's log-mel is computed by transformers"):
-        export_module(module, tmp_path / "exported")
-    assert not (tmp_path / "exported").exists()
+    exported = export_module(module, tmp_path / "exported")
+    assert json.loads((exported / "ser.json").read_text())["max_window_seconds"] == 30
+    sf.write(tmp_path / "clip.wav", np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+    proc = predict_cli("--model", exported, tmp_path / "clip.wav", "--window", "40")
+    assert proc.returncode == 2 and "scores windows of at most 30 s" in proc.stderr
+    assert len(rows(predict_cli("--model", exported, tmp_path / "clip.wav", "--window", "30"))) == 1
 
 
 def light_env(path: Path, cards: list[Path]) -> Path:
