@@ -51,14 +51,19 @@ def timed(fn, repeats: int) -> float:
     return min(seconds)
 
 
+SETTLE_SECONDS = 0.2  # onnxruntime's idle threads spin-wait after a call: let them sleep before the next way
+
+
 def timed_side_by_side(ways: dict, repeats: int) -> dict:
     """Seconds of the fastest call of each of ``ways`` (name -> function), the ways called in
     turn in every round (after one warm-up round): a machine whose speed drifts while the
-    benchmark runs (a shared one) drifts for all of them alike."""
+    benchmark runs (a shared one) drifts for all of them alike. Each call starts after a pause,
+    so that no way runs while another's thread pool is still spinning."""
     seconds = {name: [] for name in ways}
     for round_ in range(repeats + 1):
         for name, fn in ways.items():
             sync()
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             fn()
             sync()

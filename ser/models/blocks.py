@@ -105,11 +105,11 @@ def final_states(rnn: nn.RNNBase, seq: torch.Tensor, lengths: torch.Tensor) -> t
     for ``seq[B, T, D]`` (batch first) with ``lengths[B]`` real frames.
 
     Packing gives them; a packed sequence is data-dependent and cannot be exported
-    (``ser-export``), so an export takes the same states from unpacked passes: the forward
-    direction's output at frame ``length - 1`` of the right-padded clip, which has read only real
-    frames, and the backward direction's at the first real frame of the clip padded on the
-    left, which has read only real frames too. Exact for a unidirectional stack of any depth and
-    a bidirectional single layer (tested equal to the packed states).
+    (``ser-export``), so an export takes the same states from unpacked passes, one per direction:
+    the forward direction's output at frame ``length - 1`` of the right-padded clip, which has read
+    only real frames, and the backward direction's weights run forward over the clip reversed
+    within its length, at the same frame. Exact for a unidirectional stack of any depth and a
+    bidirectional single layer (tested equal to the packed states).
     """
     if torch.compiler.is_exporting():
         return _final_states_unpacked(rnn, seq, lengths)
@@ -125,21 +125,35 @@ def _final_states_unpacked(rnn: nn.RNNBase, seq: torch.Tensor, lengths: torch.Te
         raise NotImplementedError("a bidirectional recurrent stack of several layers mixes each direction's "
                                   "padding into the next layer; only packing keeps it out, and packing "
                                   "cannot be exported")
-    hidden = rnn.hidden_size
-    steps = torch.arange(seq.shape[1], device=seq.device)
     last = (lengths - 1).clamp(min=0)
-    out, _ = rnn(seq)
-    forward = out.gather(1, last[:, None, None].expand(-1, 1, out.shape[-1]))[:, 0, :hidden]
     if not rnn.bidirectional:
-        return forward
-    # Left-padded: frame t of the result is frame t - (T - length) of the clip.
-    shift = seq.shape[1] - lengths
-    source = (steps[None, :] - shift[:, None]).clamp(min=0)
-    left = seq.gather(1, source[..., None].expand(-1, -1, seq.shape[-1]))
-    left = left * (steps[None, :] >= shift[:, None])[..., None].to(seq.dtype)
-    out_left, _ = rnn(left)
-    backward = out_left.gather(1, shift[:, None, None].expand(-1, 1, out_left.shape[-1]))[:, 0, hidden:]
-    return torch.cat([forward, backward], dim=-1)
+        return _at_frame(rnn(seq)[0], last)
+    # Each direction once: the forward one over the clip as it is, the backward one as a forward
+    # pass of its own weights over the clip reversed within its length; at frame length - 1 both
+    # have read only real frames (what follows a clip's reversal is never read by then).
+    steps = torch.arange(seq.shape[1], device=seq.device)
+    source = (last[:, None] - steps[None, :]).clamp(min=0)
+    reversed_clips = seq.gather(1, source[..., None].expand(-1, -1, seq.shape[-1]))
+    return torch.cat([_at_frame(_one_direction(rnn, seq, ""), last),
+                      _at_frame(_one_direction(rnn, reversed_clips, "_reverse"), last)], dim=-1)
+
+
+def _at_frame(out: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """``out[B, T, H]`` at each row's ``frame[B]``: ``[B, H]``."""
+    return out.gather(1, frame[:, None, None].expand(-1, 1, out.shape[-1]))[:, 0]
+
+
+def _one_direction(rnn: nn.RNNBase, seq: torch.Tensor, suffix: str) -> torch.Tensor:
+    """The outputs of one direction of a single-layer ``rnn`` (its weights ``*_l0{suffix}``) run
+    forward over ``seq``: the operator nn.GRU / nn.LSTM call, given one direction's weights."""
+    names = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if rnn.bias else [])
+    weights = [getattr(rnn, f"{name}_l0{suffix}") for name in names]
+    start = seq.new_zeros(1, seq.shape[0], rnn.hidden_size)
+    if rnn.mode == "LSTM":
+        return torch.ops.aten.lstm.input(seq, [start, start], weights, rnn.bias, 1, 0.0, False, False, True)[0]
+    if rnn.mode == "GRU":
+        return torch.ops.aten.gru.input(seq, start, weights, rnn.bias, 1, 0.0, False, False, True)[0]
+    raise NotImplementedError(f"{rnn.mode}: only a bidirectional GRU or LSTM is exported")
 
 
 def frames_first(x: torch.Tensor) -> torch.Tensor:

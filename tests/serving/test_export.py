@@ -65,6 +65,8 @@ def test_recurrent_final_states_are_the_packed_ones_when_exporting():
     lengths = torch.tensor([30, 7, 1, 19])
     seq = torch.randn(4, 30, 8) * (torch.arange(30)[None, :] < lengths[:, None])[..., None]
     for rnn in (torch.nn.GRU(8, 16, batch_first=True, bidirectional=True),
+                torch.nn.LSTM(8, 16, batch_first=True, bidirectional=True),
+                torch.nn.GRU(8, 16, batch_first=True, bidirectional=True, bias=False),
                 torch.nn.LSTM(8, 16, num_layers=2, batch_first=True)):
         assert torch.allclose(final_states(rnn, seq, lengths), _final_states_unpacked(rnn, seq, lengths), atol=1e-6)
     with pytest.raises(NotImplementedError, match="bidirectional"):
