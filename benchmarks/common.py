@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -54,8 +55,8 @@ def timed(fn, repeats: int) -> float:
 SETTLE_SECONDS = 0.2  # onnxruntime's idle threads spin-wait after a call: let them sleep before the next way
 
 
-def timed_side_by_side(ways: dict, repeats: int) -> dict:
-    """Seconds of the fastest call of each of ``ways`` (name -> function), the ways called in
+def timed_side_by_side(ways: dict, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each round's call of each of ``ways`` (name -> function), the ways called in
     turn in every round (after one warm-up round): a machine whose speed drifts while the
     benchmark runs (a shared one) drifts for all of them alike. Each call starts after a pause,
     so that no way runs while another's thread pool is still spinning."""
@@ -69,7 +70,13 @@ def timed_side_by_side(ways: dict, repeats: int) -> dict:
             sync()
             if round_:
                 seconds[name].append(time.perf_counter() - start)
-    return {name: min(times) for name, times in seconds.items()}
+    return seconds
+
+
+def paired_ratio(slower: list[float], faster: list[float]) -> float:
+    """The median over rounds of one way's time over another's in the same round: what a
+    drift of the machine's speed between rounds, or a spike within one, cannot move."""
+    return statistics.median(a / b for a, b in zip(slower, faster))
 
 
 def sync():

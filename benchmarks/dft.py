@@ -7,7 +7,7 @@ split in MatMuls), at the log-mel front end's n_fft and hop (2048, 512; 128 mels
     python benchmarks/dft.py [--clips 16] [--seconds 2.5] [--repeats 7]
 
 Prints ms per batch of each (the ways take turns in every round; the fastest round of each), its
-ratio against torch, and each graph's largest difference from torch relative to the batch's peak.
+time over torch's (the median over rounds of the two in the same round), and each graph's largest difference from torch relative to the batch's peak.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from common import machine, timed_side_by_side
+from common import machine, paired_ratio, timed_side_by_side
 
 
 class TorchMel(nn.Module):
@@ -82,10 +82,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clips", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=2.5)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
     waves = torch.from_numpy(np.random.default_rng(0).normal(0, 0.1, (args.clips, int(args.seconds * 16000))).astype(np.float32))
-    print(f"{machine()}; {args.clips} clips of {args.seconds} s, fastest of {args.repeats} rounds, the ways in turn")
+    print(f"{machine()}; {args.clips} clips of {args.seconds} s, {args.repeats} rounds, the ways in turn")
     print("| n_fft / hop, mels | torch ms | onnxruntime STFT ms (x torch) | dense Conv basis ms (x torch) | "
           "MatmulMelPower ms (x torch) | largest difference: STFT / Conv / MatMul |")
     print("|---|---:|---:|---:|---:|---|")
@@ -96,13 +96,15 @@ def main():
             feed = {"waves": waves.numpy()}
             graphs = {name: session(cls(n_fft, hop, filters), waves, Path(folder), f"{name}{n_fft}")
                       for name, cls in (("stft", TorchMel), ("conv", ConvMel), ("matmul", MatmulMel))}
-            ways = {"torch": lambda: reference(waves)} | {
-                name: (lambda s=graph: s.run(None, feed)) for name, graph in graphs.items()}
-            ms = {name: 1000 * seconds for name, seconds in timed_side_by_side(ways, args.repeats).items()}
+            ways = {"torch": lambda r=reference: r(waves)} | {
+                name: (lambda s=graph, f=feed: s.run(None, f)) for name, graph in graphs.items()}
+            rounds = timed_side_by_side(ways, args.repeats)
+            ms = {name: 1000 * min(seconds) for name, seconds in rounds.items()}
+            ratio = {name: paired_ratio(rounds[name], rounds["torch"]) for name in graphs}
             expected = reference(waves).numpy()
             errors = [float(np.abs(graph.run(None, feed)[0] - expected).max() / np.abs(expected).max())
                       for graph in graphs.values()]
-            cells = [f"{ms[name]:.1f} ({ms[name] / ms['torch']:.2f}x)" for name in graphs]
+            cells = [f"{ms[name]:.1f} ({ratio[name]:.2f}x)" for name in graphs]
             print(f"| {n_fft} / {hop}, {mels} | {ms['torch']:.1f} | {' | '.join(cells)} | "
                   f"{' / '.join(f'{e:.1e}' for e in errors)} |", flush=True)
 

@@ -13,10 +13,10 @@ last sample to that window's JSON line (the median over the windows).
     python benchmarks/export.py                       # 48 clips of ~2.5 s per front end
     python benchmarks/export.py --models "log-mel, CNN-GRU (per speaker)" --clips 96
 
-Prints clips/s and real-time factor (seconds of compute per second of audio) of a and b, b's
-speed over a's, the export's own time, both cold starts and both stream delays. a and b take
-turns in every round (fastest of --repeats each), so a drift of the machine's speed while it
-runs touches both alike. Weights are random (untrained): the same compute as trained ones. The
+Prints clips/s and real-time factor (seconds of compute per second of audio) of a and b (each
+one's fastest round), b's speed over a's (the median over rounds of a's time over b's in the same
+round), the export's own time, both cold starts and both stream delays. a and b take turns in
+every round, each after a pause, so a drift of the machine's speed touches both alike. Weights are random (untrained): the same compute as trained ones. The
 encoder rows are a wav2vec 2.0 base-sized model (95M parameters) and a Whisper tiny-sized encoder
 (8M parameters, one 30 s window per clip).
 """
@@ -37,7 +37,7 @@ import soundfile as sf
 import torch
 from hydra.utils import instantiate
 
-from common import REPO, compose, machine, save_checkpoint, timed_side_by_side
+from common import REPO, compose, machine, paired_ratio, save_checkpoint, timed_side_by_side
 
 FRONT_ENDS = {  # row -> overrides; each front end with its default normalisation
     "log-mel, CNN-GRU (per speaker)": ["model=cnn_gru"],
@@ -122,7 +122,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(FRONT_ENDS), choices=list(FRONT_ENDS), metavar="ROW")
     parser.add_argument("--clips", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     from ser.frontends.normalize import SpeakerStatistics
     from ser.serving.export import export_module
@@ -132,8 +132,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="ser-export-bench-"))
     files, seconds = clips(root / "corpus", args.clips)
     minute = np.concatenate([sf.read(f, dtype="float32")[0] for f in files])[: 60 * 16000]
-    print(f"# {machine()}\n# {len(files)} clips, {seconds:.0f} s of audio; fastest of {args.repeats} passes, "
-          f"a and b in turn\n")
+    print(f"# {machine()}\n# {len(files)} clips, {seconds:.0f} s of audio; {args.repeats} rounds, a and b in turn\n")
     print("| front end | a. checkpoint, torch: clips/s (RTF) | b. export, onnxruntime: clips/s (RTF) | "
           "b / a | export s | cold start a / b, s | stream delay a / b, ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
@@ -151,11 +150,12 @@ def main() -> None:
         exported = export_module(module, root / f"export-{abs(hash(row))}")
         export_seconds = time.perf_counter() - start
         ways = {"a": CheckpointModel(module), "b": ExportedModel(exported)}
-        took = timed_side_by_side({k: lambda m=m: list(predict(m, files)) for k, m in ways.items()}, args.repeats)
+        rounds = timed_side_by_side({k: lambda m=m: list(predict(m, files)) for k, m in ways.items()}, args.repeats)
+        took = {k: min(v) for k, v in rounds.items()}
         cells = [f"{len(files) / took[k]:.1f} ({took[k] / seconds:.4f})" for k in ("a", "b")]
         cold = (cold_start("--ckpt", ckpt, files[0]), cold_start("--model", exported, files[0]))
         delay = [1000 * stream_delay(ways[k], minute) for k in ("a", "b")]
-        print(f"| {row} | {cells[0]} | {cells[1]} | {took['a'] / took['b']:.2f} | {export_seconds:.0f} | "
+        print(f"| {row} | {cells[0]} | {cells[1]} | {paired_ratio(rounds['a'], rounds['b']):.2f} | {export_seconds:.0f} | "
               f"{cold[0]:.1f} / {cold[1]:.1f} | {delay[0]:.0f} / {delay[1]:.0f} |", flush=True)
 
 
