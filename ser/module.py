@@ -262,8 +262,8 @@ class SERModule(L.LightningModule):
         hparams = dict(state["hyper_parameters"])
         frontend = dict(hparams["frontend"])
         frontend["_target_"] = current_target(frontend.get("_target_"))
-        if "pretrained" in frontend:  # the state_dict brings the encoder's weights: only its config is read
-            frontend["pretrained"] = False
+        if "pretrained" in frontend and not state["ser"].get("frozen_base"):
+            frontend["pretrained"] = False  # the state_dict brings the encoder's weights: only its config is read
         module = cls(**{**hparams, "frontend": frontend})
         module.on_load_checkpoint(state)
         module.load_state_dict(state["state_dict"])
@@ -275,6 +275,12 @@ class SERModule(L.LightningModule):
         defaults = {**self.val_uar_best.state_dict(prefix="val_uar_best."),
                     **{name: value for name, value in self.state_dict().items() if name.startswith("frontend.pooled.")
                        or name.endswith("rating_scale")}}
+        saved_base = checkpoint.get("ser", {}).get("frozen_base")
+        if saved_base:  # a LoRA checkpoint: the frozen base is the one this module loaded, if it is the same
+            from ser.frontends.adapters import check_base
+
+            check_base(saved_base, self.frontend.frozen_base()["digest"])
+            defaults |= self._frozen_base_weights()
         for name, value in defaults.items():
             checkpoint["state_dict"].setdefault(name, value)
 
@@ -282,6 +288,15 @@ class SERModule(L.LightningModule):
         # Marks the file as ours for ser-predict; everything in it loads with weights_only=True.
         checkpoint["ser"] = {"format": CHECKPOINT_FORMAT, "classes": self.classes,
                              "sample_rate": self.sample_rate}
+        frozen_base = getattr(self.frontend, "frozen_base", lambda: None)()
+        if frozen_base:  # LoRA: adapters, head and training state; the base is named, not copied
+            for name in self._frozen_base_weights():
+                checkpoint["state_dict"].pop(name, None)
+            checkpoint["ser"]["frozen_base"] = frozen_base
+
+    def _frozen_base_weights(self) -> dict:
+        return {f"frontend.{name}": value for name, value in self.frontend.state_dict().items()
+                if self.frontend.is_base_weight(name)}
 
 
 class NotASerCheckpoint(UserError):

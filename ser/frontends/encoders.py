@@ -26,7 +26,9 @@ needs is read from its config, never guessed from its name:
 
 A frozen encoder (``freeze=all``) offers the data side its output as a frozen stage: the
 DataModule computes it once per clip with this very module, on the model's device, and
-caches it like the log-mel (:class:`EncoderStage`).
+caches it like the log-mel (:class:`EncoderStage`). With LoRA adapters (``adapter=lora``,
+:mod:`ser.frontends.adapters`) the base stays frozen but the states change as the adapters
+learn, so they are computed every step and nothing is cached.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import torch
 from torch import nn
 
 from ser.errors import ConfigError, UserError, not_one_of
-from ser.frontends import emotion2vec
+from ser.frontends import adapters, emotion2vec
 from ser.frontends.spectral import MatmulMelPower
 from ser.ops import frames_after, masked_group_norm, masked_mean, masked_standardize, real_frames
 
@@ -62,11 +64,16 @@ class EncoderFrontend(nn.Module):
     injects = ("in_features", "num_states", "per_frame")  # the network arguments net_arguments gives
 
     def __init__(self, name: str, sample_rate: int = 16000, freeze: str = "all", states: str = "pooled",
-                 gradient_checkpointing: bool = False, pretrained: bool = True, batch_size: int = 8):
+                 gradient_checkpointing: bool = False, pretrained: bool = True, batch_size: int = 8,
+                 adapter: str = "none", lora: dict | None = None):
+        """``adapter="lora"``: LoRA adapters (``lora``: :class:`~ser.frontends.adapters.LoraOptions`)
+        train beside the frozen encoder (``freeze`` must stay ``all``)."""
         super().__init__()
         self.name, self.sample_rate, self.freeze, self.states = name, sample_rate, freeze, states
+        self.adapter, self.pretrained = adapter, pretrained
         self.batch_size = batch_size  # clips per call when the data side computes the states once
         check_choices(freeze, states, sample_rate, name)
+        adapters.check_adapter(adapter, freeze)
         config = encoder_config(name)
         # The head weights every layer: a layer skipped at random (layerdrop) would hand it a
         # copy of the previous state instead.
@@ -90,6 +97,10 @@ class EncoderFrontend(nn.Module):
         if gradient_checkpointing:
             self.encoder.gradient_checkpointing_enable()
         self._apply_freeze()
+        self._base_digest: str | None = None
+        if adapter == "lora":
+            family = "emotion2vec" if self.preprocessor is None else config.model_type
+            self.encoder = adapters.with_lora(self.encoder, adapters.LoraOptions(**(lora or {})), family)
 
     @staticmethod
     def preflight(**options) -> None:
@@ -110,8 +121,36 @@ class EncoderFrontend(nn.Module):
         enough = self.encoder._get_feat_extract_output_lengths(samples) >= 1
         return int(samples[enough][0])
 
+    @property
+    def trains_encoder(self) -> bool:
+        """Whether gradients flow into the encoder (its own weights, or adapters beside them)."""
+        return self.freeze != "all" or self.adapter != "none"
+
     def frozen_stage(self) -> EncoderStage | None:
-        return EncoderStage(self) if self.freeze == "all" else None
+        if self.adapter != "none":
+            log.info("features.adapter=%s: the encoder's states change while its adapters train, so they are "
+                     "computed every step (on the model's device), not cached as a frozen stage", self.adapter)
+        return None if self.trains_encoder else EncoderStage(self)
+
+    # -- adapters: small checkpoints, merged graphs -------------------------------------------
+    def frozen_base(self) -> dict | None:
+        """What names the frozen base a LoRA checkpoint leaves out (its name and weights'
+        digest); None where the checkpoint must hold every weight (no adapters, or a base
+        built from its config rather than loaded, which nothing else could reproduce)."""
+        if self.adapter == "none" or not self.pretrained:
+            return None
+        if self._base_digest is None:  # the base never changes: hash it once
+            self._base_digest = weights_fingerprint(adapters.base_state(self.encoder))
+        return {"name": self.name, "digest": self._base_digest}
+
+    def is_base_weight(self, name: str) -> bool:
+        """Whether the state-dict entry ``name`` (relative to this module) is the frozen base's."""
+        return name.startswith("encoder.") and not adapters.is_adapter_weight(name)
+
+    def merge_adapters(self) -> None:
+        """Fold the adapters into the encoder's weights (an export's copy): one ordinary model."""
+        if self.adapter != "none":
+            self.encoder, self.adapter = adapters.merged(self.encoder), "none"
 
     def compute_by_matmul(self) -> None:
         """Whisper: compute its log-mel in the network from now on (:class:`WhisperLogMel`), one
@@ -145,7 +184,7 @@ class EncoderFrontend(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.freeze == "all":
+        if not self.trains_encoder:
             self.encoder.eval()  # a frozen encoder keeps dropout and time masking off
         return self
 
@@ -159,7 +198,7 @@ class EncoderFrontend(nn.Module):
             return inputs, lengths
         if gain_db is not None:
             inputs = inputs * 10 ** (gain_db[:, None] / 20)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.freeze != "all"):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.trains_encoder):
             states, frames = self.encode(inputs, lengths)
         return self.handed_over(states, frames)
 
@@ -296,7 +335,7 @@ class EncoderStage:
         """The encoder's identity and weights, which states, and how clips are prepared."""
         f = self.frontend
         return dict(encoder=f.name, config=f.encoder.config.to_json_string(use_diff=False),
-                    weights=weights_fingerprint(f.encoder), states=f.states, sample_rate=f.sample_rate,
+                    weights=weights_fingerprint(f.encoder.state_dict()), states=f.states, sample_rate=f.sample_rate,
                     do_normalize=f.do_normalize, version=STAGE_VERSION)
 
     def frame_lengths(self, samples: torch.Tensor) -> torch.Tensor:
@@ -319,10 +358,11 @@ class EncoderStage:
         return self.frontend.handed_over(states.float(), frames)
 
 
-def weights_fingerprint(module: nn.Module) -> str:
-    """A digest of every parameter and buffer: a changed encoder gets a cache of its own."""
+def weights_fingerprint(state: dict[str, torch.Tensor]) -> str:
+    """A digest of every parameter and buffer (a state dict): a changed encoder gets a cache of
+    its own, and a LoRA checkpoint names its base by it."""
     digest = hashlib.sha1()
-    for name, tensor in sorted(module.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -395,9 +435,12 @@ def _preprocessor(name: str, config):
 
 
 def check_encoder_options(name: str, freeze: str = "all", states: str = "pooled", sample_rate: int = 16000,
-                          **_) -> None:
+                          adapter: str = "none", lora: dict | None = None, **_) -> None:
     """The front end's options and its checkpoint's config (found, not its weights loaded)."""
     check_choices(freeze, states, sample_rate, name)
+    adapters.check_adapter(adapter, freeze)
+    if adapter == "lora":
+        adapters.LoraOptions(**(lora or {}))
     encoder_config(name)
 
 

@@ -271,12 +271,15 @@ def _write_graphs(module: SERModule, kind: str, folder: Path) -> dict:
 def _graph_ready(module: SERModule, kind: str) -> SERModule:
     """A copy of ``module`` as its graphs compute it: a spectral front end's DFT by MatMuls
     (onnxruntime's STFT operator is several times slower than torch's FFT; ``benchmarks/dft.py``),
-    and no parameter needing a gradient (else torch decomposes an LSTM into one step per frame,
-    which fixes the graph to the example's frame count)."""
-    copy = deepcopy(module).requires_grad_(False)
+    an encoder's LoRA adapters merged into its weights (one ordinary encoder; the parity check
+    compares it with the unmerged ``module``), and no parameter needing a gradient (else torch
+    decomposes an LSTM into one step per frame, which fixes the graph to the example's frame count)."""
+    copy = deepcopy(module)
+    if kind == "encoder":
+        copy.frontend.merge_adapters()
     if kind in ("logmel", "mfcc", "encoder"):
         copy.frontend.compute_by_matmul()
-    return copy
+    return copy.requires_grad_(False)
 
 
 def _frontend_record(frontend, kind: str) -> dict:
