@@ -163,3 +163,16 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_predicts_as_its_test_step(t
     write_tiny_encoder("wavlm", base, seed=7)  # the base changed under its name: one paragraph, no traceback
     proc = predict_cli("--ckpt", str(run / "checkpoints" / "last.ckpt"), next(iter(scored)))
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and "train the adapters again" in proc.stderr
+
+
+@pytest.mark.parametrize("recipe, family", [("lora_wavlm_large", "wavlm_large"), ("lora_whisper", "whisper")])
+def test_the_lora_recipes_build_adapters_on_their_encoder(recipe, family, compose_cfg, tiny_encoders, tmp_path):
+    """Each recipe on a tiny encoder of its family: adapters and head train, at the recipe's rates."""
+    cfg = compose_cfg([f"experiment={recipe}", f"data.root={tmp_path}", f"features.name={tiny_encoders[family]}"])
+    module = instantiate(cfg.model)
+    assert module.frontend.frozen_stage() is None
+    head, adapters = module.parameter_groups()
+    assert all(".lora_" in name for name, p in module.frontend.named_parameters() if p.requires_grad)
+    assert len(adapters["params"]) == 2 * 2 * 2  # A and B on q and v of both tiny layers
+    assert adapters["lr"] == cfg.model.encoder_lr and cfg.features.lora.rank == module.frontend.encoder.peft_config[
+        "default"].r

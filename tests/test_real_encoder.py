@@ -90,3 +90,28 @@ def test_real_whisper_exports_with_its_log_mel_in_the_graph(spoken, build, tmp_p
     extractor = WhisperFeatureExtractor.from_pretrained(whisper_tiny_en())
     expected = extractor([clip], sampling_rate=16000, return_tensors="pt").input_features
     assert float((WhisperLogMel(extractor)(spoken[None]) - expected).abs().max()) <= 1e-4
+
+
+def test_lora_on_real_whisper_learns_only_adapters_and_merges_exactly(spoken, build):
+    """LoRA on Whisper tiny.en's attention and feed-forward layers: a few steps on the spoken
+    sentence move every adapter and the head, not one weight of the real encoder, and the
+    adapters merged into it answer as the unmerged model, on the sentence and padded beside a part of it."""
+    from test_lora import assert_merged_equals_unmerged
+
+    module, _ = build("hf", [f"features.name={whisper_tiny_en()}", "features.adapter=lora",
+                             "features.lora.feed_forward=true", "features.lora.dropout=0.0"])
+    module.train()
+    base = {k: v.clone() for k, v in module.frontend.state_dict().items() if ".lora_" not in k}
+    adapters = {k: v.clone() for k, v in module.state_dict().items() if ".lora_" in k}
+    waves = torch.stack([spoken, torch.nn.functional.pad(spoken[:24000], (0, len(spoken) - 24000))])
+    lengths = torch.tensor([len(spoken), 24000])
+    optimiser = torch.optim.Adam(module.parameter_groups(), lr=1e-2)
+    for _ in range(2):
+        loss = torch.nn.functional.cross_entropy(module(waves, lengths), torch.tensor([0, 3]))
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    after = module.state_dict()
+    assert all(not torch.equal(after[k], v) for k, v in adapters.items())
+    assert all(torch.equal(module.frontend.state_dict()[k], v) for k, v in base.items())
+    assert_merged_equals_unmerged(module.frontend, waves, lengths, atol=1e-4)

@@ -158,6 +158,7 @@ CONFIG_MISTAKES = [
     (["data.split=file", "data.split_file=/nowhere/split.csv"], "/nowhere/split.csv"),
     (["model=hf", "features.freeze=some"], "features.freeze='some'"),
     (["model=hf", "features.name=/nowhere/encoder"], "/nowhere/encoder"),
+    (["model=hf", "features.adapter=lora", "features.freeze=conv"], "features.adapter=lora"),
     (["test_on=[cremad,nosuch]"], "test_on='nosuch'"),
     (["test_on=[emodb]"], "EmoDB"),  # a test corpus that is not there
     (["test_ckpt=latest"], "test_ckpt='latest'"),

@@ -22,6 +22,7 @@ from ser.serving.predict import pad as pad_batch
 
 from conftest import REPO, SMALL, predict_cli
 from corpora_fixtures import assert_answered_and_skipped, damaged_folder
+from test_lora import randomise_adapters
 from test_normalization import read_test_split
 
 # The model of the end-to-end test: the CNN on log-mel normalised per speaker (its default), so the
@@ -38,6 +39,10 @@ IN_PROCESS = {
     "encoder-emotion2vec": ["model=hf"],  # FunASR's tiny emotion2vec on ser's own implementation
     # A tiny random Whisper: its log-mel in the graph (WhisperLogMel), every state of every frame.
     "encoder-whisper": ["model=hf", "features.states=frames"],
+    # LoRA adapters (trained: B not zero) merged into the encoder for the graph, compared with the
+    # unmerged checkpoint: WavLM (ser's attention through its projections) and Whisper, feed-forward too.
+    "encoder-wavlm-lora": ["model=hf", "features.adapter=lora", "features.lora.feed_forward=true"],
+    "encoder-whisper-lora": ["model=hf", "features.adapter=lora", "features.states=frames"],
     # The head beside openSMILE, with both tasks' outputs: class probabilities and attribute values.
     "egemaps-speaker-both": ["model=egemaps_mlp", "features.normalize=speaker", "task=both"],
 }
@@ -80,10 +85,13 @@ def test_onnxruntime_answers_as_the_checkpoint_alone_and_in_padded_batches(case,
     from ser.serving.export import export_module, parity
     from ser.serving.runtime import CheckpointModel, ExportedModel
 
-    family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec", "encoder-whisper": "whisper"}.get(case)
+    family = {"encoder": "wav2vec2", "encoder-emotion2vec": "emotion2vec", "encoder-whisper": "whisper",
+              "encoder-wavlm-lora": "wavlm", "encoder-whisper-lora": "whisper"}.get(case)
     extra = [f"features.name={tiny_encoders[family]}"] if family else []
     module, _ = build(IN_PROCESS[case][0].split("=")[1], [*IN_PROCESS[case][1:], *extra])
     frontend = module.frontend
+    if case.endswith("lora"):
+        randomise_adapters(module)
     if frontend.speaker_normalizer() is not None:  # as training hands them over: not the identity
         width = frontend.pooled.mean.numel()
         rng = np.random.default_rng(0)
