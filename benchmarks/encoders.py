@@ -104,11 +104,10 @@ def tuning_step(encoder: str, tuning: str, batch: int, seconds: float, steps: in
     import psutil
     from hydra.utils import instantiate
 
-    cfg = compose(["model=hf", f"features.name={encoder_folder(encoder)}", *TUNINGS[tuning],
-                   "model.optimizer._target_=torch.optim.AdamW"])
+    cfg = compose(["model=hf", f"features.name={encoder_folder(encoder)}", *TUNINGS[tuning]])
     torch.manual_seed(0)
     module = instantiate(cfg.model).train()
-    optimiser = instantiate(cfg.model.optimizer, params=module.parameter_groups())
+    optimiser = torch.optim.AdamW(module.parameter_groups(), lr=1e-4)
     waves = torch.randn(batch, int(seconds * 16000)) * 0.1
     lengths, targets = torch.full((batch,), waves.shape[1]), torch.arange(batch) % 6
     process, peak, before = psutil.Process(), [0], 0
