@@ -181,3 +181,14 @@ def build(compose_cfg, tiny_encoders):
         cfg = compose_cfg([*choice(name, tiny_encoders), *extra])
         return instantiate(cfg.model), len(cfg.data.emotions)
     return built
+
+
+def train_a_few_steps(module, optimiser, waves, lengths, targets, steps: int = 3) -> None:
+    """Plain training steps of cross-entropy on one batch (what tests of what learns need)."""
+    import torch
+
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(module(waves, lengths), targets)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()

@@ -21,7 +21,7 @@ from ser.frontends.adapters import BaseMismatch
 from ser.frontends.encoders import EncoderFrontend
 from ser.module import SERModule
 
-from conftest import SMALL, predict_cli
+from conftest import SMALL, predict_cli, train_a_few_steps
 
 LORA = ["model=hf", "features.adapter=lora"]
 
@@ -70,11 +70,7 @@ def test_only_adapters_and_head_learn_the_base_stays_and_a_merge_is_exact(family
     before = {k: v.clone() for k, v in module.state_dict().items()}
     optimiser = torch.optim.Adam(module.parameter_groups(), lr=1e-2)
     waves, lengths = padded_batch([16000, 12000, 9000, 16000])
-    for _ in range(3):  # B moves first (it starts at zero), then A
-        loss = torch.nn.functional.cross_entropy(module(waves, lengths), torch.tensor([0, 1, 2, 3]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    train_a_few_steps(module, optimiser, waves, lengths, torch.tensor([0, 1, 2, 3]))  # B moves first, then A
     after = module.state_dict()
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert adapters <= changed  # every adapter learned: a layer the encoder never calls would not (WavLM)

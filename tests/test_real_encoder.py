@@ -96,6 +96,7 @@ def test_lora_on_real_whisper_learns_only_adapters_and_merges_exactly(spoken, bu
     """LoRA on Whisper tiny.en's attention and feed-forward layers: a few steps on the spoken
     sentence move every adapter and the head, not one weight of the real encoder, and the
     adapters merged into it answer as the unmerged model, on the sentence and padded beside a part of it."""
+    from conftest import train_a_few_steps
     from test_lora import assert_merged_equals_unmerged
 
     module, _ = build("hf", [f"features.name={whisper_tiny_en()}", "features.adapter=lora",
@@ -106,11 +107,7 @@ def test_lora_on_real_whisper_learns_only_adapters_and_merges_exactly(spoken, bu
     waves = torch.stack([spoken, torch.nn.functional.pad(spoken[:24000], (0, len(spoken) - 24000))])
     lengths = torch.tensor([len(spoken), 24000])
     optimiser = torch.optim.Adam(module.parameter_groups(), lr=1e-2)
-    for _ in range(2):
-        loss = torch.nn.functional.cross_entropy(module(waves, lengths), torch.tensor([0, 3]))
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    train_a_few_steps(module, optimiser, waves, lengths, torch.tensor([0, 3]), steps=2)
     after = module.state_dict()
     assert all(not torch.equal(after[k], v) for k, v in adapters.items())
     assert all(torch.equal(module.frontend.state_dict()[k], v) for k, v in base.items())
