@@ -280,6 +280,9 @@ class SERModule(L.LightningModule):
             from ser.frontends.adapters import check_base
 
             check_base(saved_base, self.frontend.frozen_base()["digest"])
+            for weights in self._weights_in(checkpoint)[1:]:  # the EMA callback's copy of the weights too
+                for name, value in self._frozen_base_weights().items():
+                    weights.setdefault(name, value)
             defaults |= self._frozen_base_weights()
         for name, value in defaults.items():
             checkpoint["state_dict"].setdefault(name, value)
@@ -290,9 +293,16 @@ class SERModule(L.LightningModule):
                              "sample_rate": self.sample_rate}
         frozen_base = getattr(self.frontend, "frozen_base", lambda: None)()
         if frozen_base:  # LoRA: adapters, head and training state; the base is named, not copied
-            for name in self._frozen_base_weights():
-                checkpoint["state_dict"].pop(name, None)
+            for weights in self._weights_in(checkpoint):
+                for name in self._frozen_base_weights():
+                    weights.pop(name, None)
             checkpoint["ser"]["frozen_base"] = frozen_base
+
+    @staticmethod
+    def _weights_in(checkpoint: dict) -> list[dict]:
+        """The module's weights a checkpoint holds: its state_dict, and with callbacks=ema the
+        training weights beside the averaged ones (Lightning's WeightAveraging)."""
+        return [checkpoint["state_dict"], *([checkpoint["current_model_state"]] if "current_model_state" in checkpoint else [])]
 
     def _frozen_base_weights(self) -> dict:
         return {f"frontend.{name}": value for name, value in self.frontend.state_dict().items()

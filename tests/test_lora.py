@@ -20,6 +20,7 @@ from ser.errors import ConfigError
 from ser.frontends.adapters import BaseMismatch
 from ser.frontends.encoders import EncoderFrontend
 from ser.module import SERModule
+from ser.serving.export import export
 
 from conftest import SMALL, predict_cli, train_a_few_steps
 
@@ -132,13 +133,15 @@ def test_a_saved_module_loads_as_it_was_saved_and_refuses_another_base(compose_c
 def test_a_lora_run_checkpoints_adapters_resumes_and_predicts_as_its_test_step(train_cli, tmp_path):
     base = write_tiny_encoder("wavlm", tmp_path / "wavlm")
     run = tmp_path / "run"
+    # callbacks=ema: the checkpoint holds the averaged weights and the training ones (both small).
     args = [*SMALL, *LORA, f"features.name={base}", "logger=csv", "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=2", "data.batch_size=8", "callbacks.early_stopping=null"]
+            "trainer.limit_val_batches=2", "data.batch_size=8", "callbacks=ema", "callbacks.early_stopping=null"]
     proc = train_cli([*args, "trainer.max_epochs=1"], run)
     assert "not cached as a frozen stage" in proc.stdout + proc.stderr + (run / "train.log").read_text()
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    frontend_keys = [k for k in state["state_dict"] if k.startswith("frontend.encoder.")]
-    assert frontend_keys and all(".lora_" in k for k in frontend_keys)
+    for weights in (state["state_dict"], state["current_model_state"]):
+        frontend_keys = [k for k in weights if k.startswith("frontend.encoder.")]
+        assert frontend_keys and all(".lora_" in k for k in frontend_keys)
     assert state["ser"]["frozen_base"]["name"] == str(base)
 
     # ser-predict --ckpt answers every test clip as the test step scored it.
@@ -155,6 +158,9 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_predicts_as_its_test_step(t
     assert "Restoring states from the checkpoint" in proc.stdout + proc.stderr + (tmp_path / "more" / "train.log").read_text()
     resumed = torch.load(tmp_path / "more" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["epoch"] == 1 and resumed["ser"]["frozen_base"] == state["ser"]["frozen_base"]
+
+    exported = export(run, tmp_path / "exported")  # the adapters merged: checked against the unmerged model
+    assert json.loads((exported / "ser.json").read_text())["parity"]["max_abs_difference"] <= 1e-4
 
     write_tiny_encoder("wavlm", base, seed=7)  # the base changed under its name: one paragraph, no traceback
     proc = predict_cli("--ckpt", str(run / "checkpoints" / "last.ckpt"), next(iter(scored)))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import lightning as L
+from lightning.pytorch import callbacks
 from lightning.pytorch.callbacks import OnExceptionCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 
 
 class ValidationFinishesFirst(L.Callback):
@@ -63,3 +65,17 @@ class InterruptedCheckpoint(OnExceptionCheckpoint):
 
     def on_exception(self, trainer: L.Trainer, *_, **__) -> None:
         trainer.save_checkpoint(self.ckpt_path, weights_only=False)  # optimiser and loops too, to resume
+
+
+class EMAWeightAveraging(callbacks.EMAWeightAveraging):
+    """Lightning's exponential moving average of the weights (``callbacks=ema``), scored as
+    its checkpoints are: a checkpoint's ``state_dict`` holds the averaged weights, which
+    ser-predict and ser-export load. Lightning's callback, when the same trainer tests a
+    checkpoint after fitting, loads the checkpoint's *training* weights (``current_model_state``)
+    into the model, so the test step scored other weights than every later use of the
+    checkpoint. Outside fitting this keeps the averaged ``state_dict`` Lightning already loaded;
+    resuming a fit restores both as Lightning does."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
