@@ -178,3 +178,28 @@ def test_the_lora_recipes_build_adapters_on_their_encoder(recipe, family, compos
     assert len(adapters["params"]) == 2 * 2 * 2  # A and B on q and v of both tiny layers
     assert adapters["lr"] == cfg.model.encoder_lr and cfg.features.lora.rank == module.frontend.encoder.peft_config[
         "default"].r
+
+
+@pytest.mark.parametrize("family, how", [
+    ("wav2vec2", ["features.freeze=conv"]), ("wav2vec2", ["features.freeze=none"]),  # GroupNorm over real frames
+    ("wavlm", ["features.adapter=lora"]), ("data2vec", ["features.freeze=none"]), ("whisper", ["features.adapter=lora"])])
+def test_gradient_checkpointing_gives_the_gradients_of_a_plain_backward(family, how, compose_cfg, tiny_encoders):
+    """features.gradient_checkpointing recomputes layers in the backward pass; ser's hooks (the
+    GroupNorm over real frames) must see the same clips there, for fine-tuning and adapters alike."""
+    grads = []
+    for checkpointing in ("false", "true"):
+        cfg = compose_cfg(["model=hf", f"features.name={tiny_encoders[family]}", *how, "features.lora.dropout=0.0",
+                           f"features.gradient_checkpointing={checkpointing}"])
+        torch.manual_seed(0)
+        module = instantiate(cfg.model).train()
+        for m in module.modules():  # dropout off: the two runs draw no random numbers to differ by
+            if isinstance(m, torch.nn.Dropout):
+                m.p = 0.0
+        module.frontend.encoder.config.mask_time_prob = 0.0
+        randomise_adapters(module)
+        waves, lengths = padded_batch([16000, 7000])
+        torch.nn.functional.cross_entropy(module(waves, lengths), torch.tensor([0, 1])).backward()
+        grads.append({n: p.grad for n, p in module.named_parameters() if p.requires_grad})
+    assert grads[0].keys() == grads[1].keys()
+    for name, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][name], grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -181,6 +180,9 @@ class EncoderFrontend(nn.Module):
             front = [self.encoder.conv1, self.encoder.conv2] if self.whisper else [self.encoder.feature_extractor]
             for module in front:
                 module.requires_grad_(False)
+        if self.freeze != "none" and hasattr(self.encoder, "feature_extractor"):
+            # transformers' own flag as well: a frozen CNN is then not recomputed by gradient checkpointing
+            getattr(self.encoder.feature_extractor, "_freeze_parameters", lambda: None)()
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -218,19 +220,13 @@ class EncoderFrontend(nn.Module):
         mask = real_frames(lengths, waves.shape[-1])
         if self.do_normalize:
             waves = masked_standardize(waves, mask, (-1,), eps=1e-7)
-        with self._real_lengths(lengths):
-            out = self.encoder(waves, attention_mask=mask.long(), output_hidden_states=True)
+        # Kept after the call: gradient checkpointing recomputes these layers (hooks included)
+        # during the backward pass, which must see the same lengths.
+        self._sample_lengths = lengths
+        out = self.encoder(waves, attention_mask=mask.long(), output_hidden_states=True)
         frames = self.encoded_frames(lengths)
         states = torch.stack(out.hidden_states, 1).transpose(2, 3)  # [B, S, H, T]
         return states * real_frames(frames, states.shape[-1])[:, None, None, :].to(states.dtype), frames
-
-    @contextmanager
-    def _real_lengths(self, lengths: torch.Tensor):
-        self._sample_lengths = lengths
-        try:
-            yield
-        finally:
-            self._sample_lengths = None
 
     def _group_norm_over_real_frames(self, norm: nn.GroupNorm, args, output):
         """Forward hook on the first conv's GroupNorm: the same norm over real frames only."""
