@@ -178,9 +178,29 @@ class CategoricalTask(nn.Module):
         return out
 
     def prediction_columns(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, list]:
-        """The columns of test_predictions.csv: the true and the predicted class of each clip."""
+        """The columns of test_predictions.csv: the true and the predicted class of each clip,
+        and the probability of each class (what ser-fuse averages)."""
+        probs = torch.from_numpy(np.asarray(outputs, dtype=np.float64)).softmax(-1).numpy()
         return {"true": [self.classes[int(t)] if t != IGNORE else "" for t in targets],
-                "predicted": [self.classes[int(i)] for i in outputs.argmax(-1)]}
+                "predicted": [self.classes[int(i)] for i in outputs.argmax(-1)],
+                **{f"prob_{c}": [round(float(p), 6) for p in probs[:, i]] for i, c in enumerate(self.classes)}}
+
+    def outputs_from_columns(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(outputs, targets) of test_predictions.csv's rows, as :meth:`prediction_columns` wrote
+        them: log-probabilities (the logits up to a constant per clip) and class indices."""
+        missing = [f"prob_{c}" for c in self.classes if rows and f"prob_{c}" not in rows[0]]
+        if missing:
+            raise ValueError(f"no class probabilities ({', '.join(missing)}): written before ser kept them; "
+                             "score the run's checkpoint again with train=false ckpt_path=... to write them")
+        probs = np.array([[float(r[f"prob_{c}"]) for c in self.classes] for r in rows]).reshape(len(rows), -1)
+        targets = np.array([self.classes.index(r["true"]) if r["true"] else IGNORE for r in rows], dtype=np.int64)
+        return np.log(np.clip(probs, 1e-12, None)), targets
+
+    def fuse(self, outputs: list[np.ndarray], weights: list[float]) -> np.ndarray:
+        """Several models' outputs for the same clips -> one: the weighted mean of their class
+        probabilities (as log-probabilities)."""
+        probs = sum(w * torch.from_numpy(o).double().softmax(-1).numpy() for o, w in zip(outputs, weights))
+        return np.log(np.clip(probs, 1e-12, None))
 
     # -- cross-corpus -----------------------------------------------------------------------------
     def restrict_to(self, classes: list[str]) -> torch.Tensor:
@@ -283,6 +303,17 @@ class AttributesTask(nn.Module):
             columns[f"predicted_{name}"] = [round(float(v), 6) for v in outputs[:, i]]
         return columns
 
+    def outputs_from_columns(self, rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        """(values, true values) of test_predictions.csv's rows, on the [0, 1] range scored."""
+        def read(prefix: str) -> np.ndarray:
+            return np.array([[float(r[f"{prefix}_{a}"]) for a in ATTRIBUTES] for r in rows]).reshape(len(rows), -1)
+
+        return read("predicted"), read("true")
+
+    def fuse(self, outputs: list[np.ndarray], weights: list[float]) -> np.ndarray:
+        """The weighted mean of several models' values for the same clips."""
+        return sum(w * o for o, w in zip(outputs, weights))
+
 
 class BothTask(nn.Module):
     """Categories and attributes from one network: outputs are the classes' logits followed by
@@ -374,6 +405,15 @@ class BothTask(nn.Module):
         c = self.categorical.output_size
         return {**self.categorical.prediction_columns(outputs[:, :c], targets[:, 0]),
                 **self.attributes.prediction_columns(outputs[:, c:], targets[:, 1:])}
+
+    def outputs_from_columns(self, rows):
+        (logits, classes), (values, attributes) = (part.outputs_from_columns(rows) for part in (self.categorical, self.attributes))
+        return np.concatenate([logits, values], 1), np.concatenate([classes[:, None].astype(np.float64), attributes], 1)
+
+    def fuse(self, outputs, weights):
+        c = self.categorical.output_size
+        return np.concatenate([self.categorical.fuse([o[:, :c] for o in outputs], weights),
+                               self.attributes.fuse([o[:, c:] for o in outputs], weights)], 1)
 
     def restrict_to(self, classes):
         raise ValueError("cross-corpus tests of task=both score the categories alone: not supported yet")

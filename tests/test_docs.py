@@ -25,7 +25,8 @@ from conftest import REPO, SMALL, compose_train, train_here
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 HYDRA_FLAGS = {"-m", "--multirun", "--help", "--resolve", "--info", "-h"}
 SCRIPTS = {"ser-predict": "ser.serving.predict", "ser-export": "ser.serving.export",
-           "ser-report": "ser.evidence.report", "ser-aggregate": "ser.evidence.aggregate"}
+           "ser-report": "ser.evidence.report", "ser-aggregate": "ser.evidence.aggregate",
+           "ser-fuse": "ser.evidence.fuse"}
 
 
 def code_lines(page: Path) -> list[str]:

@@ -1,0 +1,96 @@
+"""ser-fuse: runs that scored the same clips combine into one answer per clip, scored as a test
+is (same results.json schema, intervals over speakers), compared with each member by the paired
+bootstrap; runs of another split are refused in one paragraph."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ser.evidence.fuse import FusionRefused, fuse
+from ser.metrics import scores
+from ser.tasks import CategoricalTask
+
+from conftest import REPO, SMALL
+
+CLASSES = ["anger", "disgust", "fear", "happiness", "neutral", "sadness"]
+RUN = [*SMALL, "logger=csv", "trainer.max_epochs=1", "trainer.limit_val_batches=1", "callbacks.early_stopping=null"]
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, cache_dir):
+    """Two models trained on the same speaker split; a third on another split (another seed)."""
+    from conftest import run_train
+
+    root = tmp_path_factory.mktemp("fuse")
+    for name, extra in (("cnn", ["model=cnn"]), ("lstm", ["model=lstm"]), ("other", ["model=cnn", "seed=7"])):
+        run_train([*RUN, *extra], root / name)
+    return root
+
+
+def rows(folder) -> list[dict]:
+    with open(folder / "test_predictions.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_fusion_is_the_mean_of_probabilities_scored_as_a_test(two_runs):
+    a, b = rows(two_runs / "cnn"), rows(two_runs / "lstm")
+    out = two_runs / "fused"
+    proc = subprocess.run([sys.executable, "-m", "ser.evidence.fuse", str(two_runs / "cnn"), str(two_runs / "lstm"),
+                           str(out)], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    fused = rows(out)
+    assert [r["path"] for r in fused] == [r["path"] for r in a] == [r["path"] for r in b]
+    # Each clip's answer: the class of the highest mean probability.
+    counts = np.zeros((6, 6), dtype=int)
+    for x, y, f in zip(a, b, fused):
+        mean = [(float(x[f"prob_{c}"]) + float(y[f"prob_{c}"])) / 2 for c in CLASSES]
+        assert f["predicted"] == CLASSES[int(np.argmax(mean))]
+        assert max(abs(float(f[f"prob_{c}"]) - m) for c, m in zip(CLASSES, mean)) < 1e-5
+        counts[CLASSES.index(f["true"]), CLASSES.index(f["predicted"])] += 1
+    assert results["test/uar"] == pytest.approx(float(scores(counts)["uar"]), abs=1e-6)
+    assert results["confusion_matrix"] == counts.tolist() and results["n_test"] == len(fused)
+    assert results["schema"] == json.loads((two_runs / "cnn" / "results.json").read_text())["schema"]
+    assert "test/uar_ci95" in results and set(results["per_speaker_confusion"]) == {r["speaker"] for r in fused}
+    assert set(results["fusion"]["paired"]) == {str(two_runs / "cnn"), str(two_runs / "lstm")}
+    for test in results["fusion"]["paired"].values():
+        assert test["ci95"][0] <= test["difference"] <= test["ci95"][1] and 0 <= test["p"] <= 1
+    assert "UAR" in proc.stdout and (out / "split.csv").read_bytes() == (two_runs / "cnn" / "split.csv").read_bytes()
+
+    weighted = fuse([two_runs / "cnn", two_runs / "lstm"], two_runs / "weighted", weighting="validation")
+    vals = [json.loads((two_runs / n / "results.json").read_text())["val/uar_best"] for n in ("cnn", "lstm")]
+    assert weighted["fusion"]["weights"] == pytest.approx([v / sum(vals) for v in vals])
+
+
+def test_runs_of_another_split_are_refused_in_one_paragraph(two_runs, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ser.evidence.fuse", str(two_runs / "cnn"), str(two_runs / "other"),
+                           str(tmp_path / "out")], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "split file" in proc.stderr and str(two_runs / "other") in proc.stderr and "\n\n" not in proc.stderr.strip()
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(FusionRefused, match="at least two"):
+        fuse([two_runs / "cnn"], tmp_path / "one")
+
+
+@settings(max_examples=40, deadline=None)
+@given(clips=st.integers(1, 30), members=st.integers(1, 4), seed=st.integers(0, 2**16))
+def test_fusing_identical_members_gives_back_their_answers(clips, members, seed):
+    """The written probabilities read back are the model's, and a fusion of copies of one model
+    is that model, whatever the number of clips and members."""
+    task = CategoricalTask(CLASSES)
+    rng = np.random.default_rng(seed)
+    logits, targets = rng.normal(0, 3, (clips, 6)), rng.integers(0, 6, clips)
+    columns = task.prediction_columns(logits, targets)
+    read = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    outputs, read_targets = task.outputs_from_columns([{k: str(v) for k, v in r.items()} for r in read])
+    assert (read_targets == targets).all() and (outputs.argmax(-1) == logits.argmax(-1)).all()
+    fused = task.fuse([outputs] * members, [1 / members] * members)
+    np.testing.assert_allclose(np.exp(fused), np.exp(outputs), atol=1e-5)  # the file keeps 6 digits
