@@ -2,6 +2,7 @@
 
     ser-predict --ckpt logs/train/runs/<run>/checkpoints/last.ckpt clip.wav more/ ...
     ser-predict --model exported/ clip.wav more/ ...         # ser-export's folder: no torch needed
+    ser-predict --model egemaps/ --model cnn_gru/ clip.wav   # several models: their answers averaged
     arecord -f S16_LE -r 16000 | ser-predict --model exported/ --stream -
 
 Prints one JSON object per file, in the order given (folders sorted):
@@ -88,6 +89,47 @@ def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches
     if given, else of all ``files`` as one speaker's, else for a lone file the pooled training
     statistics); the call then holds all its windows.
     """
+    for path, scored in _scored_files(model, files, batch_size, chunk_batches, window_seconds, speaker_files, skipped):
+        yield _described(model.reading, path, scored, model.sample_rate)
+
+
+def predict_fused(models: list[Model], files: list[Path], batch_size: int = 16, window_seconds: float = WINDOW_SECONDS,
+                  speaker_files: list[Path] | None = None, skipped: list[Path] | None = None) -> Iterator[dict]:
+    """As :func:`predict`, from several models of the same readout (classes, attributes) whose
+    answers are averaged, window by window (``ser-fuse``'s fusion with equal weights): the
+    mean of their probabilities (attributes: values)."""
+    readings = {m.reading for m in models}
+    if len(readings) > 1:
+        raise UserError("the models given to fuse answer differently (classes, attributes or rating scale: "
+                        f"{'; '.join(sorted(map(str, readings)))}); fuse models of the same task over the same classes")
+    unread: list[list[Path]] = [[] for _ in models]
+    members = [_scored_files(m, files, batch_size, 16, window_seconds, speaker_files, gone)
+               for m, gone in zip(models, unread)]
+    rate = models[0].sample_rate
+    for answers in zip(*members):
+        path = answers[0][0]
+        spans = [[(round(a / m.sample_rate, 3), round(b / m.sample_rate, 3)) for a, b, _ in scored]
+                 for m, (_, scored) in zip(models, answers)]
+        if any(s != spans[0] for s in spans):
+            raise UserError(f"{path}: the models cut it into different windows (their sample rates or shortest "
+                            "windows differ), so their answers cannot be averaged window by window")
+        mean = [sum(scored[i][2] for _, scored in answers) / len(answers) for i in range(len(spans[0]))]
+        yield _described(models[0].reading, path, [(a, b, p) for (a, b, _), p in zip(answers[0][1], mean)], rate)
+    if skipped is not None:
+        skipped += unread[0]
+
+
+def _described(reading, path: Path, scored: list[tuple[int, int, np.ndarray]], rate: int) -> dict:
+    """A file's line: the windows' readouts averaged by their duration, and each window's."""
+    whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
+    return {"path": str(path), **reading.describe(whole),
+            "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **reading.describe(p)}
+                        for a, b, p in scored]}
+
+
+def _scored_files(model: Model, files: list[Path], batch_size: int, chunk_batches: int, window_seconds: float,
+                  speaker_files: list[Path] | None, skipped: list[Path] | None):
+    """(file, [(start, end, readout) of each window, in samples]) of each readable file, in order."""
     rate = model.sample_rate
     size = max(1, int(window_seconds * rate))
     chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, model.min_samples, skipped)
@@ -102,11 +144,7 @@ def predict(model: Model, files: list[Path], batch_size: int = 16, chunk_batches
             pieces = stages if model.per_speaker else _stage_outputs(model, pieces, batch_size)
         readouts = iter(_readouts(model, pieces, batch_size, statistics))
         for path, spans_of, _ in chunk:
-            scored = [(a, b, next(readouts)) for a, b in spans_of]
-            whole = sum((b - a) * p for a, b, p in scored) / sum(b - a for a, b, _ in scored)
-            yield {"path": str(path), **model.reading.describe(whole),
-                   "windows": [{"start": round(a / rate, 3), "end": round(b / rate, 3), **model.reading.describe(p)}
-                               for a, b, p in scored]}
+            yield path, [(a, b, next(readouts)) for a, b in spans_of]
 
 
 def _windowed_chunks(files: list[Path], rate: int, size: int, chunk: int, shortest: int,
@@ -345,9 +383,11 @@ def _wav_header(source: BinaryIO, rate: int) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="ser-predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--ckpt", help="a checkpoint written by train.py (needs the training stack)")
-    source.add_argument("--model", help="a folder written by ser-export (runs on onnxruntime alone)")
+    parser.add_argument("--ckpt", action="append", default=[],
+                        help="a checkpoint written by train.py (needs the training stack); several --ckpt and "
+                             "--model: their answers averaged (the fusion of ser-fuse, equal weights)")
+    parser.add_argument("--model", action="append", default=[],
+                        help="a folder written by ser-export (runs on onnxruntime alone)")
     parser.add_argument("inputs", nargs="*", help="audio files and/or folders (searched recursively)")
     parser.add_argument("--stream", metavar="-", help="read 16-bit PCM or WAV from standard input ('-')")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -362,6 +402,10 @@ def main(argv=None) -> int:
                         help="--model: score with its int8 graph (ser-export --quantize int8; its model card says "
                              "what that changed on the run's test split)")
     args = parser.parse_args(argv)
+    if not args.ckpt and not args.model:
+        parser.error("give the model to score with: --ckpt CHECKPOINT or --model EXPORT_DIR (several to fuse them)")
+    if args.stream is not None and len(args.ckpt) + len(args.model) > 1:
+        parser.error("--stream scores with one model: give one --ckpt or --model")
     if (args.stream is None) == (not args.inputs):
         parser.error("give audio files or folders, or --stream - (not both)")
     if args.stream not in (None, "-"):
@@ -370,11 +414,14 @@ def main(argv=None) -> int:
     try:
         if args.int8 and not args.model:
             parser.error("--int8 scores an exported model's int8 graph: give --model")
-        model = ExportedModel(args.model, int8=args.int8) if args.model else CheckpointModel.load(args.ckpt, args.device)
-        longest = getattr(model, "max_window_seconds", None)
-        if longest and args.window > longest:
-            parser.error(f"--window {args.window:g}: this export scores windows of at most {longest:g} s (a Whisper "
-                         "encoder's window); give --window up to that, or score with the checkpoint (--ckpt)")
+        models = [*(ExportedModel(folder, int8=args.int8) for folder in args.model),
+                  *(CheckpointModel.load(ckpt, args.device) for ckpt in args.ckpt)]
+        for model in models:
+            longest = getattr(model, "max_window_seconds", None)
+            if longest and args.window > longest:
+                parser.error(f"--window {args.window:g}: this export scores windows of at most {longest:g} s (a Whisper "
+                             "encoder's window); give --window up to that, or score with the checkpoint (--ckpt)")
+        model = models[0]
         speaker_files = expand(args.speaker_stats) if args.speaker_stats else None
         if args.stream:
             statistics = None
@@ -382,6 +429,8 @@ def main(argv=None) -> int:
                 statistics = _enrolled(model, speaker_files, args.batch_size,
                                        max(1, int(args.window * model.sample_rate)), skipped)
             rows = stream(model, sys.stdin.buffer, args.window, args.hop, statistics)
+        elif len(models) > 1:
+            rows = predict_fused(models, expand(args.inputs), args.batch_size, args.window, speaker_files, skipped)
         else:
             rows = predict(model, expand(args.inputs), args.batch_size, window_seconds=args.window,
                            speaker_files=speaker_files, skipped=skipped)

@@ -94,3 +94,30 @@ def test_fusing_identical_members_gives_back_their_answers(clips, members, seed)
     assert (read_targets == targets).all() and (outputs.argmax(-1) == logits.argmax(-1)).all()
     fused = task.fuse([outputs] * members, [1 / members] * members)
     np.testing.assert_allclose(np.exp(fused), np.exp(outputs), atol=1e-5)  # the file keeps 6 digits
+
+
+def test_ser_predict_with_several_models_answers_their_mean(two_runs):
+    """ser-predict --ckpt A --ckpt B: each window's and each file's probabilities are the mean of
+    what A and B answer alone for the same call (one speaker's test files)."""
+    from conftest import predict_cli
+
+    split = list(csv.DictReader(open(two_runs / "cnn" / "split.csv", newline="")))
+    speaker = next(r["speaker"] for r in split if r["split"] == "test")
+    files = [r["path"] for r in split if r["split"] == "test" and r["speaker"] == speaker][:5]
+    ckpts = [str(two_runs / name / "checkpoints" / "last.ckpt") for name in ("cnn", "lstm")]
+
+    def lines(*args):
+        proc = predict_cli(*args, "--window", "1.5", *files)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return [json.loads(line) for line in proc.stdout.splitlines()]
+
+    alone = [lines("--ckpt", c) for c in ckpts]
+    fused = lines("--ckpt", ckpts[0], "--ckpt", ckpts[1])
+    assert [f["path"] for f in fused] == files
+    for f, a, b in zip(fused, *alone):
+        for x, y, z in [(f, a, b), *zip(f["windows"], a["windows"], b["windows"])]:
+            mean = {c: (y["probs"][c] + z["probs"][c]) / 2 for c in CLASSES}
+            assert max(abs(x["probs"][c] - mean[c]) for c in CLASSES) < 2e-6
+            assert x["emotion"] == max(mean, key=mean.get)
+    proc = predict_cli("--ckpt", ckpts[0], "--ckpt", ckpts[1], "--stream", "-")
+    assert proc.returncode == 2 and "one model" in proc.stderr
