@@ -69,6 +69,9 @@ RECIPES = {
     "whisper_tiny_en_lora": ["experiment=emobox_probe", f"features.name={REAL}", "features.adapter=lora",
                              "trainer.max_epochs=4", "data.batch_size=8"],
 }
+# Late fusion (ser-fuse) of two recipes' runs of the same fold: the mean of their probabilities.
+# The default eGeMAPS MLP sees prosody as functionals, the CNN-GRU the log-mel's frames.
+FUSIONS = {"fusion_default_cnn_gru": ("default", "cnn_gru")}
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
 
@@ -167,7 +170,7 @@ def egemaps_fold(run_dir: Path, work: Path, by_speaker: bool = False) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=list(RECIPES))
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=[*RECIPES, *FUSIONS])
     parser.add_argument("--sources", nargs="+", default=["synthetic", "espeak"], choices=list(SOURCES))
     parser.add_argument("--folds", type=int, default=4)
     parser.add_argument("--no-notebook", action="store_true", help="skip the notebook baseline")
@@ -195,6 +198,8 @@ def main():
             any_run = next((args.work / "runs").glob(f"{source}-*-{fold}"), None)  # every recipe splits alike
             if recipe == "notebook":
                 row = {"test": notebook_fold(any_run), "train": None}
+            elif recipe in FUSIONS:
+                row = fusion_fold(args.work, source, recipe, fold, run_dir)
             elif recipe in ("egemaps_svm", "egemaps_svm_speaker"):
                 row = {"test": egemaps_fold(any_run, args.work, by_speaker=recipe.endswith("speaker")), "train": None}
             else:
@@ -204,8 +209,25 @@ def main():
             table[source, recipe, fold] = row
             with open(done, "a") as out:
                 out.write(json.dumps(row) + "\n")
-            print(f"{source} / {recipe} / fold {fold}: test UAR {row['test']:.3f} ({row['seconds']} s)", flush=True)
+            versus = "".join(f", vs {m}: {t['difference']:+.3f} [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}]"
+                             for m, t in row.get("paired", {}).items())
+            print(f"{source} / {recipe} / fold {fold}: test UAR {row['test']:.3f}{versus} ({row['seconds']} s)",
+                  flush=True)
     print_table(table, args)
+
+
+def fusion_fold(work: Path, source: str, recipe: str, fold: int, run_dir: Path) -> dict:
+    """The fusion of the fold's runs of FUSIONS[recipe] (run first), with the paired bootstrap
+    of the fusion against each member over the fold's test speakers."""
+    from ser.evidence.fuse import fuse
+
+    members = [work / "runs" / f"{source}-{member}-{fold}" for member in FUSIONS[recipe]]
+    missing = [m.name for m in members if not (m / "results.json").is_file()]
+    if missing:
+        raise SystemExit(f"{recipe} fuses runs of {', '.join(FUSIONS[recipe])}: run those recipes first ({missing})")
+    results = fuse(members, run_dir)
+    paired = dict(zip(FUSIONS[recipe], results["fusion"]["paired"].values()))  # in the members' order
+    return {"test": results["test/uar"], "train": None, "paired": paired}
 
 
 def baselines(args) -> list[str]:
