@@ -71,13 +71,18 @@ def weights_of(members: list[dict], weighting: str) -> list[float]:
 
 
 def member_predictions(run: Path, task, paths: list[str] | None) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """A member's answers, in the order of ``paths`` (the first member's; models batch their test
+    clips in orders of their own)."""
     rows = results_file.read_predictions(run)
     if not rows:
         raise FusionRefused(f"{run} has no {results_file.PREDICTIONS}: its test did not run or wrote nothing")
-    if paths is not None and [r["path"] for r in rows] != paths:
-        raise FusionRefused(f"{run} answered other test clips than the first run (or in another order) although "
-                            "its split file is the same: a limited test (trainer.limit_test_batches)? Fuse runs "
-                            "that tested their whole split.")
+    if paths is not None:
+        by_path = {r["path"]: r for r in rows}
+        if len(by_path) != len(rows) or by_path.keys() != set(paths):
+            raise FusionRefused(f"{run} answered other test clips than the first run although its split file is "
+                                "the same: a limited test (trainer.limit_test_batches)? Fuse runs that tested "
+                                "their whole split.")
+        rows = [by_path[p] for p in paths]
     try:
         outputs, targets = task.outputs_from_columns(rows)
     except (KeyError, ValueError) as err:

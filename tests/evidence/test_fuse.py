@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 
@@ -64,6 +65,15 @@ def test_the_fusion_is_the_mean_of_probabilities_scored_as_a_test(two_runs):
     for test in results["fusion"]["paired"].values():
         assert test["ci95"][0] <= test["difference"] <= test["ci95"][1] and 0 <= test["p"] <= 1
     assert "UAR" in proc.stdout and (out / "split.csv").read_bytes() == (two_runs / "cnn" / "split.csv").read_bytes()
+
+    # Members that batched their test clips in another order are matched clip by clip.
+    shuffled = two_runs / "lstm_shuffled"
+    shutil.copytree(two_runs / "lstm", shuffled)
+    lines = (shuffled / "test_predictions.csv").read_text().splitlines()
+    (shuffled / "test_predictions.csv").write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    again = fuse([two_runs / "cnn", shuffled], two_runs / "again")
+    assert again["confusion_matrix"] == results["confusion_matrix"]
+    assert [r["path"] for r in rows(two_runs / "again")] == [r["path"] for r in a]
 
     weighted = fuse([two_runs / "cnn", two_runs / "lstm"], two_runs / "weighted", weighting="validation")
     vals = [json.loads((two_runs / n / "results.json").read_text())["val/uar_best"] for n in ("cnn", "lstm")]
