@@ -43,16 +43,18 @@ def randomise_adapters(module: torch.nn.Module, scale: float = 0.3, seed: int = 
                 p.copy_(torch.randn(p.shape, generator=generator) * scale)
 
 
-def assert_merged_equals_unmerged(frontend: EncoderFrontend, waves, lengths, atol: float = 1e-5) -> None:
+def assert_merged_equals_unmerged(frontend: EncoderFrontend, waves, lengths, atol: float = 1e-5,
+                                  alone: bool = True) -> None:
     frontend.eval()
     merged = deepcopy(frontend)
     merged.merge_adapters()
     assert not any(".lora_" in name for name in merged.state_dict())  # one ordinary encoder
     with torch.no_grad():
         (a, frames_a), (b, frames_b) = frontend.encode(waves, lengths), merged.encode(waves, lengths)
-        for i, n in enumerate(lengths.tolist()):  # and each clip alone as in the padded batch
-            alone, _ = frontend.encode(waves[i : i + 1, :n], lengths[i : i + 1])
-            torch.testing.assert_close(alone[0, ..., : frames_a[i]], a[i, ..., : frames_a[i]], atol=atol, rtol=1e-4)
+        for i, n in enumerate(lengths.tolist() if alone else []):  # and each clip alone as in the padded batch
+            alone_states, _ = frontend.encode(waves[i : i + 1, :n], lengths[i : i + 1])
+            torch.testing.assert_close(alone_states[0, ..., : frames_a[i]], a[i, ..., : frames_a[i]], atol=atol,
+                                       rtol=1e-4)
     assert torch.equal(frames_a, frames_b)
     torch.testing.assert_close(a, b, atol=atol, rtol=1e-4)
 
@@ -134,8 +136,8 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_predicts_as_its_test_step(t
     base = write_tiny_encoder("wavlm", tmp_path / "wavlm")
     run = tmp_path / "run"
     # callbacks=ema: the checkpoint holds the averaged weights and the training ones (both small).
-    args = [*SMALL, *LORA, f"features.name={base}", "logger=csv", "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=2", "data.batch_size=8", "callbacks=ema", "callbacks.early_stopping=null"]
+    args = [*SMALL, *LORA, f"features.name={base}", "logger=csv", "trainer.limit_train_batches=2",
+            "trainer.limit_val_batches=1", "data.batch_size=8", "callbacks=ema", "callbacks.early_stopping=null"]
     proc = train_cli([*args, "trainer.max_epochs=1"], run)
     assert "not cached as a frozen stage" in proc.stdout + proc.stderr + (run / "train.log").read_text()
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)

@@ -111,4 +111,4 @@ def test_lora_on_real_whisper_learns_only_adapters_and_merges_exactly(spoken, bu
     after = module.state_dict()
     assert all(not torch.equal(after[k], v) for k, v in adapters.items())
     assert all(torch.equal(module.frontend.state_dict()[k], v) for k, v in base.items())
-    assert_merged_equals_unmerged(module.frontend, waves, lengths, atol=1e-4)
+    assert_merged_equals_unmerged(module.frontend, waves, lengths, atol=1e-4, alone=False)  # alone: the tiny ones
