@@ -280,10 +280,10 @@ class SERModule(L.LightningModule):
             from ser.frontends.adapters import check_base
 
             check_base(saved_base, self.frontend.frozen_base()["digest"])
-            for weights in self._weights_in(checkpoint)[1:]:  # the EMA callback's copy of the weights too
-                for name, value in self._frozen_base_weights().items():
+            base = self._frozen_base_weights()
+            for weights in self._weights_in(checkpoint):  # the EMA callback's copy of the weights too
+                for name, value in base.items():
                     weights.setdefault(name, value)
-            defaults |= self._frozen_base_weights()
         for name, value in defaults.items():
             checkpoint["state_dict"].setdefault(name, value)
 
@@ -293,8 +293,9 @@ class SERModule(L.LightningModule):
                              "sample_rate": self.sample_rate}
         frozen_base = getattr(self.frontend, "frozen_base", lambda: None)()
         if frozen_base:  # LoRA: adapters, head and training state; the base is named, not copied
+            base = self._frozen_base_weights()
             for weights in self._weights_in(checkpoint):
-                for name in self._frozen_base_weights():
+                for name in base:
                     weights.pop(name, None)
             checkpoint["ser"]["frozen_base"] = frozen_base
 

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ser.evidence.fuse import FusionRefused, fuse
+from ser.evidence.results import read_predictions
 from ser.metrics import scores
 from ser.tasks import CategoricalTask
 
@@ -40,19 +41,14 @@ def two_runs(tmp_path_factory, cache_dir):
     return root
 
 
-def rows(folder) -> list[dict]:
-    with open(folder / "test_predictions.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def test_the_fusion_is_the_mean_of_probabilities_scored_as_a_test(two_runs):
-    a, b = rows(two_runs / "cnn"), rows(two_runs / "lstm")
+    a, b = read_predictions(two_runs / "cnn"), read_predictions(two_runs / "lstm")
     out = two_runs / "fused"
     proc = subprocess.run([sys.executable, "-m", "ser.evidence.fuse", str(two_runs / "cnn"), str(two_runs / "lstm"),
                            str(out)], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
-    fused = rows(out)
+    fused = read_predictions(out)
     assert [r["path"] for r in fused] == [r["path"] for r in a] == [r["path"] for r in b]
     # Each clip's answer: the class of the highest mean probability.
     counts = np.zeros((6, 6), dtype=int)
@@ -77,7 +73,7 @@ def test_the_fusion_is_the_mean_of_probabilities_scored_as_a_test(two_runs):
     (shuffled / "test_predictions.csv").write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
     again = fuse([two_runs / "cnn", shuffled], two_runs / "again")
     assert again["confusion_matrix"] == results["confusion_matrix"]
-    assert [r["path"] for r in rows(two_runs / "again")] == [r["path"] for r in a]
+    assert [r["path"] for r in read_predictions(two_runs / "again")] == [r["path"] for r in a]
 
     weighted = fuse([two_runs / "cnn", two_runs / "lstm"], two_runs / "weighted", weighting="validation")
     vals = [json.loads((two_runs / n / "results.json").read_text())["val/uar_best"] for n in ("cnn", "lstm")]
