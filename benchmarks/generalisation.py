@@ -46,6 +46,9 @@ RECIPES = {
     "functionals_dropout_0.2": ["model.net.dropout=0.2"],  # the MLP's dropout before 2026-12-02
     "cnn_gru": ["model=cnn_gru"],  # the CNN-GRU as the default recipe now tests it (its last epoch)
     "cnn": ["model=cnn"],
+    # The CNN-GRU as above, its training clips through random rooms, microphones and noise
+    # (augment=channel, its defaults): their log-mel computed every step.
+    "cnn_gru_channel": ["model=cnn_gru", "augment=channel"],
     "cnn_gru_best": CNN_GRU,
     "utterance_norm": [*CNN_GRU, "features.normalize=utterance"],
     "freq_warp": [*CNN_GRU, "augment.freq_warp=0.1"],  # VTLP
@@ -71,7 +74,11 @@ RECIPES = {
 }
 # Late fusion (ser-fuse) of two recipes' runs of the same fold: the mean of their probabilities.
 # The default eGeMAPS MLP sees prosody as functionals, the CNN-GRU the log-mel's frames.
-FUSIONS = {"fusion_default_cnn_gru": ("default", "cnn_gru")}
+FUSIONS = {"fusion_default_cnn_gru": ("default", "cnn_gru"),
+           "fusion_default_cnn_gru_channel": ("default", "cnn_gru_channel")}
+# A recipe -> the recipe it is one change from: its fold's test UAR minus that one's, paired
+# over the fold's test speakers (the same split: every recipe splits alike).
+VERSUS = {"cnn_gru_channel": "cnn_gru"}
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
 
@@ -205,6 +212,8 @@ def main():
             else:
                 results = ser_fold(SOURCES[source](args.work), RECIPES[recipe], fold, args.folds, run_dir)
                 row = {"test": results["test/uar"], "train": results["train/uar"]}
+                if recipe in VERSUS:
+                    row["paired"] = versus_fold(args.work, source, VERSUS[recipe], fold, results)
             row.update(source=source, recipe=recipe, fold=fold, seconds=round(time.perf_counter() - start))
             table[source, recipe, fold] = row
             with open(done, "a") as out:
@@ -228,6 +237,17 @@ def fusion_fold(work: Path, source: str, recipe: str, fold: int, run_dir: Path) 
     results = fuse(members, run_dir)
     paired = dict(zip(FUSIONS[recipe], results["fusion"]["paired"].values()))  # in the members' order
     return {"test": results["test/uar"], "train": None, "paired": paired}
+
+
+def versus_fold(work: Path, source: str, other: str, fold: int, results: dict) -> dict:
+    """The paired speaker bootstrap of a run against the fold's run of ``other`` (run first)."""
+    from ser.evidence import results as results_file
+    from ser.evidence.fuse import paired
+
+    run = work / "runs" / f"{source}-{other}-{fold}"
+    if not (run / "results.json").is_file():
+        raise SystemExit(f"run the recipe {other} first: the comparison needs its fold {fold}")
+    return {other: paired(results, [results_file.read(run / "results.json")], [run], 1000, 0)[str(run)]}
 
 
 def baselines(args) -> list[str]:

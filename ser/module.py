@@ -152,18 +152,26 @@ class SERModule(L.LightningModule):
         index = getattr(self, "class_index", None)
         return logits if index is None else logits.index_select(1, index)
 
-    def _train_features(self, inputs, lengths):
+    @property
+    def augments_waveforms(self) -> bool:
+        """Whether training changes the waveform before the front end (``augment.channel``):
+        the data side then serves training clips as waveforms, not as a cached frozen stage."""
+        return self.augment is not None and self.augment.channel is not None
+
+    def _train_features(self, inputs, lengths, statistics=None):
+        if self.augments_waveforms and inputs.dim() == 2:
+            inputs = self.augment.channel(inputs, lengths, self.sample_rate)
         gain_db = self.augment.random_gain(len(inputs), inputs.device)
-        feats, frames = self.frontend(inputs, lengths, gain_db)
+        feats, frames = self.frontend(inputs, lengths, gain_db, statistics=statistics)
         return self.augment.features(feats, frames)
 
-    def _train_logits(self, inputs, lengths):
-        return self.net(*self._train_features(inputs, lengths))
+    def _train_logits(self, inputs, lengths, statistics=None):
+        return self.net(*self._train_features(inputs, lengths, statistics))
 
-    def _mixup_step(self, inputs, lengths, labels):
+    def _mixup_step(self, inputs, lengths, labels, statistics=None):
         """Logits and loss of a batch mixed with itself in another order (mixup): the loss
         is the same mix of the two clips' labels' losses."""
-        feats, frames = self._train_features(inputs, lengths)
+        feats, frames = self._train_features(inputs, lengths, statistics)
         feats, frames, partner, share = self.augment.mixed(feats, frames)
         logits = self.net(feats, frames)
         return logits, share * self.loss(logits, labels) + (1 - share) * self.loss(logits, labels[partner])
@@ -196,11 +204,15 @@ class SERModule(L.LightningModule):
         self.log_dict(self.task.metrics("train"), on_step=False, on_epoch=True)
 
     def training_step(self, batch, batch_idx):
-        inputs, lengths, labels = batch
+        inputs, lengths, labels, *speaker = batch
+        # Waveforms of a model normalising per speaker come with each clip's speaker's
+        # statistics (mean[B, F], std[B, F]), which the front end applies to their log-mel.
+        statistics = SpeakerStatistics(speaker[0][:, None, :], speaker[1][:, None, :]) if speaker else None
         if self.augment is not None and self.augment.mixup > 0:
-            logits, loss = self._mixup_step(inputs, lengths, labels)
+            logits, loss = self._mixup_step(inputs, lengths, labels, statistics)
         else:
-            logits = self._train_logits(inputs, lengths) if self.augment is not None else self(inputs, lengths)
+            logits = (self._train_logits(inputs, lengths, statistics) if self.augment is not None
+                      else self(inputs, lengths, statistics))
             loss = self.loss(logits, labels)
         # Nothing is logged per training step: torchmetrics' update waits for the GPU
         # (argument checks, bincount) and each self.log costs host time, both mid-step.
@@ -264,7 +276,9 @@ class SERModule(L.LightningModule):
         frontend["_target_"] = current_target(frontend.get("_target_"))
         if "pretrained" in frontend and not state["ser"].get("frozen_base"):
             frontend["pretrained"] = False  # the state_dict brings the encoder's weights: only its config is read
-        module = cls(**{**hparams, "frontend": frontend})
+        # A trained model never augments again: no augmentation is built (a channel's folders
+        # of rooms and noises need not exist where the model is used).
+        module = cls(**{**hparams, "frontend": frontend, "augment": None})
         module.on_load_checkpoint(state)
         module.load_state_dict(state["state_dict"])
         return module

@@ -54,6 +54,7 @@ from ser.data.loading import (
     FixedOrder,
     SpanDataset,
     Spans,
+    SpeakerStatisticsDataset,
     TrainingBatches,
     pad_batch,
     stack_spans,
@@ -119,9 +120,14 @@ class SERDataModule(L.LightningDataModule):
         precompute_features: bool = True,
         cache_on_device: bool | str = "auto",
         feature_cache: str = "float32",
+        train_on_waveforms: bool = False,
     ):
         """``frontend``: the model's front end (None: raw 16 kHz waveforms, every clip usable);
-        ``task``: the model's task (None: categories of ``emotions``, as class indices)."""
+        ``task``: the model's task (None: categories of ``emotions``, as class indices);
+        ``train_on_waveforms``: the training split is served as waveforms even where the front
+        end's frozen stage is cached (the model changes them before its front end:
+        ``augment.channel``); validation and test read the cache as ever. Clips normalised per
+        speaker then come with their speaker's statistics (:class:`SpeakerStatisticsDataset`)."""
         super().__init__()
         check_data_options(emotions=emotions, split=split, val_fraction=val_fraction,
                            test_fraction=test_fraction, fold=fold, num_folds=num_folds,
@@ -153,6 +159,8 @@ class SERDataModule(L.LightningDataModule):
         corpus.check_available(root)
         self.cache_on_device = cache_on_device
         self.feature_cache = feature_cache
+        self.train_on_waveforms = train_on_waveforms
+        self.normalised: SpeakerNormalised | None = None  # normalize=speaker: the cache, with each speaker's moments
         self.resident: ResidentRows | None = None  # the rows on the device, once the first batch arrives
         self.clips: list[Clip] = []
         self.assignment: list[str] = []
@@ -196,17 +204,37 @@ class SERDataModule(L.LightningDataModule):
             # pooled statistics, as ser-predict standardises a lone file.
             speaker_of = {c.path: c.speaker if c.speaker_known else None for c in self.clips}
             training = sorted({c.speaker for c, s in zip(self.clips, self.assignment) if s == "train" and c.speaker_known})
-            cache = SpeakerNormalised.open(cache, speaker_of, self.normalizer, self.cache_dir, pooled_from=training)
+            cache = self.normalised = SpeakerNormalised.open(cache, speaker_of, self.normalizer, self.cache_dir,
+                                                             pooled_from=training)
         max_len = self.max_samples
         if self.frozen_stage is not None and max_len:
             max_len = int(self.frozen_stage.frame_lengths(torch.tensor(max_len)))
         dataset = SpanDataset if self._holds_cache_on_device(cache) else ClipDataset
         for name in SPLITS:
             members = [c for c, s in zip(self.clips, self.assignment) if s == name]
+            if name == "train" and self._waveforms_for_training():
+                self.datasets[name] = self._waveform_training_set(waveforms, members)
+                continue
             crop = "random" if name == "train" else self.eval_crop
             self.datasets[name] = dataset(cache, [c.path for c in members], [self._target(c) for c in members],
                                           max_len, crop)
         self._log_summary()
+
+    def _waveforms_for_training(self) -> bool:
+        """Whether training reads waveforms where the other splits read the frozen stage's cache."""
+        return self.train_on_waveforms and self.frozen_stage is not None
+
+    def _waveform_training_set(self, waveforms: WaveformCache, members: list[Clip]) -> ClipDataset:
+        """The training clips as waveforms (cropped at random to ``max_seconds``); normalised per
+        speaker, each with its speaker's statistics from the cached features (pooled over the
+        training speakers for a clip of an unknown speaker), as the cache applies them."""
+        paths, targets = [c.path for c in members], [self._target(c) for c in members]
+        if not self.by_speaker:
+            return ClipDataset(waveforms, paths, targets, self.max_samples, "random")
+        pooled, _ = self.training_statistics()
+        by_speaker = {name: self.normalizer.statistics(total) for name, total in self.normalised.speaker_moments.items()}
+        statistics = [by_speaker[c.speaker] if c.speaker_known else pooled for c in members]
+        return SpeakerStatisticsDataset(waveforms, paths, targets, self.max_samples, "random", statistics)
 
     def _assign(self, clips: list[Clip]) -> list[str]:
         if self.split == "protocol":
@@ -241,7 +269,8 @@ class SERDataModule(L.LightningDataModule):
         if not isinstance(batch, Spans):
             return batch
         if self.resident is None or self.resident.rows.device != batch.starts.device:
-            self.resident = ResidentRows.load(self.datasets["train"].cache, batch.starts.device)
+            cache = next(ds.cache for ds in self.datasets.values() if isinstance(ds, SpanDataset))
+            self.resident = ResidentRows.load(cache, batch.starts.device)
         return self.resident.gather(batch.starts, batch.lengths, batch.longest), batch.lengths, batch.labels
 
     def _open_waveforms(self, clips: list[Clip]) -> WaveformCache:
@@ -304,10 +333,14 @@ class SERDataModule(L.LightningDataModule):
         if self.frozen_stage is not None:
             inputs = f"{self.frozen_stage.description}, computed once"
             inputs += ", normalised per speaker" if self.by_speaker else ""
-        where = "held on the device, batches gathered there" if isinstance(train, SpanDataset) else "read by the loaders"
+        where = "held on the device, batches gathered there" if isinstance(self.datasets["test"], SpanDataset) else "read by the loaders"
         log.info("Split %s: %s clips, %s speakers; inputs: %s, %s", self.split, counts, speakers, inputs, where)
+        if self._waveforms_for_training():
+            log.info("Training clips are read as waveforms, changed by the model's augmentation, and their %s "
+                     "computed every step on the model's device (validation and test read the cache)",
+                     self.frozen_stage.description)
         if train.max_len is not None:
-            longer = sum(ds.cache.length(p) > train.max_len for ds in self.datasets.values() for p in ds.paths)
+            longer = sum(ds.cache.length(p) > ds.max_len for ds in self.datasets.values() for p in ds.paths)
             log.info("%d clips are longer than data.max_seconds=%g s and cropped (at random in training, "
                      "data.eval_crop=%s at evaluation)", longer, self.max_samples / self.sample_rate, self.eval_crop)
         for name, ds in self.datasets.items():
@@ -430,9 +463,8 @@ class SERDataModule(L.LightningDataModule):
         clips are not at hand (``ser.frontends.pooled.PooledStatistics``)."""
         if not self.by_speaker:
             return None
-        cache = self.datasets["train"].cache
         speakers = {c.speaker for c, s in zip(self.clips, self.assignment) if s == "train" and c.speaker_known}
-        total = sum(cache.speaker_moments[name] for name in sorted(speakers))
+        total = sum(self.normalised.speaker_moments[name] for name in sorted(speakers))
         return self.normalizer.statistics(total), float(total[0].max())
 
     # -- records ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import BatchSampler, Dataset, Sampler
 
 from ser.data.cache import ClipCache
+from ser.frontends.normalize import SpeakerStatistics
 
 
 class ClipDataset(Dataset):
@@ -49,6 +50,19 @@ class ClipDataset(Dataset):
         return rows.movedim(0, -1), self.labels[i]  # time last (a view; the batch is one copy)
 
 
+class SpeakerStatisticsDataset(ClipDataset):
+    """Clips with their speaker's statistics, for a front end that standardises what it computes
+    from them by speaker: items are ``(rows, label, mean[F], std[F])`` (float32)."""
+
+    def __init__(self, cache: ClipCache, paths: list[str], labels: list, max_len: int | None, crop: str,
+                 statistics: list[SpeakerStatistics]):
+        super().__init__(cache, paths, labels, max_len, crop)
+        self.statistics = [tuple(torch.as_tensor(v, dtype=torch.float32) for v in (s.mean, s.std)) for s in statistics]
+
+    def __getitem__(self, i):
+        return *super().__getitem__(i), *self.statistics[i]
+
+
 class SpanDataset(ClipDataset):
     """The same clips as rows of a cache held on the device: items are (first row in the
     cache, row count, label), gathered into a batch after the transfer."""
@@ -73,14 +87,14 @@ def stack_spans(items) -> Spans:
 
 
 def pad_batch(items):
-    """Zero-pad a list of (clip, label) along time, the last axis, to the longest clip; the
-    true lengths travel along."""
-    clips, labels = zip(*items)
+    """Zero-pad a list of (clip, label, *extras) along time, the last axis, to the longest clip;
+    the true lengths travel along, and extras (tensors of one shape) are stacked after the labels."""
+    clips, labels, *extras = zip(*items)
     lengths = torch.tensor([clip.shape[-1] for clip in clips])
     batch = torch.zeros(len(clips), *clips[0].shape[:-1], int(lengths.max()))
     for row, clip in zip(batch, clips):
         row[..., : clip.shape[-1]] = clip
-    return batch, lengths, torch.tensor(labels)
+    return batch, lengths, torch.tensor(labels), *(torch.stack(column) for column in extras)
 
 
 class BucketSampler(Sampler):

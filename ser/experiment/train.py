@@ -59,7 +59,7 @@ def run(cfg: DictConfig) -> dict:
     model = built("model", lambda: instantiate(cfg.model) if train else trained_model(cfg))
     # The one road from model to data: its front end (sample rate, shortest clip, frozen stage).
     datamodule = built("data", lambda: instantiate(cfg.data, emotions=model.classes, frontend=model.frontend,
-                                                   task=model.task))
+                                                   task=model.task, train_on_waveforms=model.augments_waveforms))
     loggers = built("logger", lambda: instantiate_all(cfg.get("logger")))
     with closing_runs():
         callbacks = [*instantiate_all(cfg.get("callbacks")), *pruning(cfg), ValidationFinishesFirst(),

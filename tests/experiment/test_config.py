@@ -162,6 +162,7 @@ CONFIG_MISTAKES = [
     (["test_on=[cremad,nosuch]"], "test_on='nosuch'"),
     (["test_on=[emodb]"], "EmoDB"),  # a test corpus that is not there
     (["test_ckpt=latest"], "test_ckpt='latest'"),
+    (["augment=channel", "augment.channel.noise.snr_db=[20,5]"], "augment.channel.noise.snr_db"),
 ]
 
 

@@ -1,10 +1,12 @@
-"""Training-only augmentation on a batch of features: gain, SpecAugment, VTLP, speed, mixup."""
+"""Training-only augmentation on a batch of features: gain, SpecAugment, VTLP, speed, mixup (and,
+before the front end, the channel: :mod:`ser.augment.channel`)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ser.augment.channel import ChannelAugment
 from ser.ops import real_frames
 
 
@@ -41,11 +43,13 @@ class Augment(nn.Module):
 
     def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,
                  num_masks: int = 1, p: float = 0.5, freq_warp: float = 0.0, mixup: float = 0.0,
-                 speed: float = 0.0):
+                 speed: float = 0.0, channel: dict | None = None):
+        """``channel``: the options of :class:`ChannelAugment` (None: the waveform is left as recorded)."""
         super().__init__()
         self.gain_db, self.freq_mask, self.time_mask = gain_db, freq_mask, time_mask
         self.num_masks, self.p, self.freq_warp, self.mixup = num_masks, p, freq_warp, mixup
         self.speed = speed
+        self.channel = ChannelAugment(**channel) if channel is not None else None
 
     def random_gain(self, batch: int, device: torch.device) -> torch.Tensor | None:
         """A gain in dB per clip, uniform in [-gain_db, gain_db] (None when switched off)."""
