@@ -3,7 +3,9 @@
   1. the built-in synthetic corpus (speakers differ as much as emotions do; every default was
      chosen on it), and
   2. eSpeak NG actors in RAVDESS's layout (``espeak_corpus.py``), a synthesiser ser shares no
-     code with, never tuned on: only reported.
+     code with, never tuned on: only reported; and (``--sources espeak_rooms``) the same actors
+     each recorded in a room of their own (pyroomacoustics' image method; ``pip install
+     pyroomacoustics``): new speakers in new rooms.
 
 For each recipe (ser's default, the CNN-GRU, and one lever changed at a time on it), every
 fold trains with train.py's own code (``ser.experiment.train.run``; the next fold validates) and scores
@@ -93,6 +95,16 @@ def espeak(work: Path) -> list[str]:
     return ["data=ravdess", f"data.root={root}", f"paths.cache_dir={work / 'cache'}"]
 
 
+def espeak_rooms(work: Path) -> list[str]:
+    """The eSpeak corpus with each actor recorded in a room of their own (pyroomacoustics' image
+    method, ``espeak_corpus.in_rooms``): test speakers in rooms no training speaker was in."""
+    root = work / "espeak_rooms"
+    if not (root / "Actor_01").is_dir():
+        espeak(work)
+        espeak_corpus.in_rooms(work / "espeak_ravdess", root)
+    return ["data=ravdess", f"data.root={root}", f"paths.cache_dir={work / 'cache'}"]
+
+
 def synthetic_small(work: Path) -> list[str]:
     """The built-in corpus with 2 sentences a speaker (192 clips): for recipes that run an encoder
     forward and back every step, which the whole corpus would keep busy for hours on a CPU."""
@@ -100,7 +112,7 @@ def synthetic_small(work: Path) -> list[str]:
 
 
 # name -> the train.py overrides that select it
-SOURCES = {"synthetic": synthetic, "espeak": espeak, "synthetic_small": synthetic_small}
+SOURCES = {"synthetic": synthetic, "espeak": espeak, "espeak_rooms": espeak_rooms, "synthetic_small": synthetic_small}
 
 
 def real_encoder(override: str, work: Path) -> str:

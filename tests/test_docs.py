@@ -107,7 +107,8 @@ def test_every_train_command_shown_composes(cache_dir):
 
 EXPENSIVE = re.compile(r"^(data=(?!synthetic$)|data\.root=|model=(hf|wav2vec|xlsr|hubert|wavlm|data2vec|whisper|emotion2vec|mamba|cnn_mamba)"
                        r"|features\.name=|ckpt_path=|test_on=|hydra/launcher=|hparams_search=|trainer=(gpu|ddp)|trainer\.precision="
-                       r"|trainer\.accelerator=|model\.compile=true|train=false|\+?experiment=|debug=|hydra\.)")
+                       r"|trainer\.accelerator=|model\.compile=true|train=false|\+?experiment=|debug=|hydra\."
+                       r"|augment\.channel\.\w+\.folder=)")  # the user's recordings, like data.root
 
 
 def cheap(args: list[str]) -> bool:
