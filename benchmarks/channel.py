@@ -63,7 +63,7 @@ def main():
     rate = channel_module.sample_rate
     draw = channel.draw(waves, lengths, rate)
     parts = {"rooms drawn": lambda: channel._rooms(torch.ones(args.batch_size, dtype=torch.bool, device=device), rate),
-             "microphones drawn": lambda: channel._microphones(args.batch_size, rate, torch.device(device)),
+             "microphones drawn (from the bank)": lambda: channel._microphones(args.batch_size, rate, torch.device(device)),
              "noise drawn": lambda: channel._noises(torch.ones(args.batch_size, dtype=torch.bool, device=device),
                                                     waves.shape[1], rate),
              "applied (one FFT convolution, add_noise)": lambda: channel.apply(waves, lengths, draw)}

@@ -22,7 +22,9 @@ from ser.augment.channel import (
     NOISE_TAPS,
     ChannelAugment,
     Draw,
+    Microphone,
     coloured_noise,
+    microphone_responses,
     room_impulse_responses,
 )
 from ser.data.audio import write_wav
@@ -122,8 +124,7 @@ def test_a_microphone_colours_within_its_gains_and_with_no_gain_is_no_microphone
     flat = ChannelAugment(room=dict(p=0.0), microphone=dict(p=1.0, gain_db=0.0), noise=dict(p=0.0))
     waves, lengths = speech_like([8000, 6000])
     torch.testing.assert_close(flat(waves, lengths, RATE), waves, rtol=0, atol=1e-6)
-    coloured = ChannelAugment(room=dict(p=0.0), microphone=dict(p=1.0, gain_db=6.0, peaks=3), noise=dict(p=0.0))
-    responses = coloured._microphones(20, RATE, torch.device("cpu"))
+    responses = microphone_responses(Microphone(gain_db=6.0, peaks=3), 20, RATE)
     level_db = 20 * torch.log10(torch.fft.rfft(responses.double(), n=8192).abs())
     bound = 6.0 * (3 + 2)  # three peaks and two shelves, each at most 6 dB
     assert level_db.abs().max() <= bound + 0.5

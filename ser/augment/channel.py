@@ -25,6 +25,7 @@ padding zero, so for the same draw a clip comes out the same alone or padded in 
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from dataclasses import dataclass, field, fields
@@ -43,7 +44,10 @@ from ser.ops import real_frames
 
 log = logging.getLogger(__name__)
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
-MICROPHONE_SECONDS = 0.064  # the microphone's impulse response, kept: a 100 Hz peak of Q 2 has died 60 dB by 30 ms
+# The microphone's impulse response, kept: its slowest part, a 150 Hz peak of Q 2, has fallen
+# 60 dB by 29 ms (time constant 2Q / (2 pi f)).
+MICROPHONE_SECONDS = 0.032
+MICROPHONE_BANK = 256  # microphones made once per process (~1 s); each clip takes one of them at random
 NOISE_TAPS = 4096  # the colouring filter: its slope holds down to sample_rate / NOISE_TAPS (4 Hz at 16 kHz)
 MAX_RIR_SECONDS = 2.0  # a user's RIR is cut here: 60 dB of decay in a hall of RT60 2 s
 # lfilter clamps its output to [-1, 1]: the impulse a filter chain answers is this small, so
@@ -186,22 +190,11 @@ class ChannelAugment(nn.Module):
         return out
 
     def _microphones(self, count: int, sample_rate: int, device: torch.device) -> torch.Tensor:
-        """[count, taps] random microphone responses: ``peaks`` peaking filters and two shelves."""
-        o, nyquist = self.microphone, 0.45 * sample_rate
-        low, high = (min(f, nyquist) for f in o.frequency)
-        responses = []
-        for _ in range(count):  # torchaudio's biquads take one set of coefficients a call
-            response = torch.zeros(1, max(1, round(MICROPHONE_SECONDS * sample_rate)), device=device)
-            response[0, 0] = IMPULSE
-            for _ in range(o.peaks):
-                response = F.equalizer_biquad(response, sample_rate, log_uniform(low, high), gain(o.gain_db),
-                                              float(uniform(o.q, 1)[0]))
-            if o.shelves:
-                response = F.bass_biquad(response, sample_rate, gain(o.gain_db), log_uniform(100.0, min(400.0, nyquist)))
-                response = F.treble_biquad(response, sample_rate, gain(o.gain_db),
-                                           log_uniform(min(2000.0, nyquist), min(6000.0, nyquist)))
-            responses.append(response / IMPULSE)
-        return torch.cat(responses)
+        """[count, taps] microphone responses, each drawn from a bank of MICROPHONE_BANK made on
+        first use: torchaudio's biquads take one set of coefficients a call, so a fresh chain
+        for every clip would cost the host ~2 ms a clip, every step."""
+        bank = microphone_bank(self.microphone, sample_rate)
+        return bank[torch.randint(len(bank), (count,))].to(device)
 
     def _noises(self, chosen: torch.Tensor, samples: int, sample_rate: int) -> torch.Tensor:
         """[B, samples] noise for the chosen clips (zero for the others)."""
@@ -230,21 +223,60 @@ class ChannelAugment(nn.Module):
         return out
 
 
-def uniform(bounds: tuple[float, float], count: int, device: torch.device | None = None) -> torch.Tensor:
+def uniform(bounds: tuple[float, float], count: int, device: torch.device | None = None,
+            generator: torch.Generator | None = None) -> torch.Tensor:
     low, high = bounds
-    return low + (high - low) * torch.rand(count, device=device)
-
-
-def log_uniform(low: float, high: float) -> float:
-    return float(math.exp(uniform((math.log(low), math.log(high)), 1)[0]))
-
-
-def gain(limit_db: float) -> float:
-    return float(uniform((-limit_db, limit_db), 1)[0])
+    return low + (high - low) * torch.rand(count, device=device, generator=generator)
 
 
 def unit_impulses(count: int, device: torch.device) -> torch.Tensor:
     return torch.ones(count, 1, device=device)
+
+
+@functools.cache
+def microphone_bank(options: Microphone, sample_rate: int) -> torch.Tensor:
+    """The MICROPHONE_BANK responses every run with these options draws from: made once per
+    process from a generator of their own, so that they are the same in every run and take
+    nothing from the run's random numbers (a run in a multirun draws as it would alone)."""
+    threads = torch.get_num_threads()
+    # Each biquad is a few tiny convolutions: one thread makes the bank in 0.5 s where several,
+    # waiting on each other (and on any other busy process), took 10 s on 2 cores (measured).
+    torch.set_num_threads(1)
+    try:
+        return microphone_responses(options, MICROPHONE_BANK, sample_rate, torch.Generator().manual_seed(0))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def microphone_responses(options: Microphone, count: int, sample_rate: int,
+                         generator: torch.Generator | None = None) -> torch.Tensor:
+    """[count, taps] random microphone responses (on the CPU): ``peaks`` peaking filters, centres
+    log-uniform in ``frequency`` (at most 0.45 x the rate), and two shelves."""
+    nyquist = 0.45 * sample_rate
+
+    def draw(bounds: tuple[float, float]) -> float:
+        return float(uniform(bounds, 1, generator=generator)[0])
+
+    def log_uniform(low: float, high: float) -> float:
+        return math.exp(draw((math.log(low), math.log(high))))
+
+    def gain(limit_db: float) -> float:
+        return draw((-limit_db, limit_db))
+
+    low, high = (min(f, nyquist) for f in options.frequency)
+    responses = []
+    for _ in range(count):
+        response = torch.zeros(1, max(1, round(MICROPHONE_SECONDS * sample_rate)))
+        response[0, 0] = IMPULSE
+        for _ in range(options.peaks):
+            response = F.equalizer_biquad(response, sample_rate, log_uniform(low, high), gain(options.gain_db),
+                                          draw(options.q))
+        if options.shelves:
+            response = F.bass_biquad(response, sample_rate, gain(options.gain_db), log_uniform(100.0, min(400.0, nyquist)))
+            response = F.treble_biquad(response, sample_rate, gain(options.gain_db),
+                                       log_uniform(min(2000.0, nyquist), min(6000.0, nyquist)))
+        responses.append(response / IMPULSE)
+    return torch.cat(responses)
 
 
 def room_impulse_responses(rt60: torch.Tensor, drr_db: torch.Tensor, sample_rate: int) -> torch.Tensor:
