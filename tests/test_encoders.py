@@ -4,7 +4,7 @@ of its transformers family, saved with save_pretrained (tests/tiny_encoders.py).
 
 from __future__ import annotations
 
-import json
+import logging
 import os
 import subprocess
 import sys
@@ -18,7 +18,7 @@ from ser.errors import ConfigError
 from ser.frontends.encoders import EncoderFrontend, EncoderUnavailable
 from ser.models.hf import EncoderHead
 
-from conftest import REPO, SMALL, train_a_few_steps
+from conftest import REPO, SMALL, train_a_few_steps, train_here
 
 
 def test_whisper_encodes_a_long_clip_in_30_second_windows(tiny_encoders):
@@ -93,39 +93,45 @@ def test_a_changed_encoder_gets_a_cache_of_its_own(tiny_encoders, tmp_path):
     assert EncoderFrontend(str(tiny_encoders["wav2vec2"]), freeze="conv").frozen_stage() is None
 
 
-def test_a_frozen_run_trains_from_the_cache_and_the_next_run_reuses_it(train_cli, tiny_encoders, tmp_path):
+def test_a_frozen_run_trains_from_the_cache_and_the_next_run_reuses_it(cache_dir, tiny_encoders, tmp_path, caplog):
     args = [*SMALL, "model=hf", f"features.name={tiny_encoders['hubert']}", "logger=csv", "trainer.max_epochs=2",
             f"data.cache_dir={tmp_path / 'cache'}"]
-    train_cli(args, tmp_path / "first")
-    log = (tmp_path / "first" / "train.log").read_text()
-    assert "states (3 layers, mean over each clip), computed once, read by the loaders" in log
-    assert "(about 0.1 MiB)" in log  # the size is said before it is written
+    with caplog.at_level(logging.INFO):
+        assert isinstance(train_here(args, tmp_path / "first"), dict)
+    assert "states (3 layers, mean over each clip), computed once, read by the loaders" in caplog.text
+    assert "(about 0.1 MiB)" in caplog.text  # the size is said before it is written
     state = torch.load(tmp_path / "first" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     from transformers import AutoModel
 
     pretrained = AutoModel.from_pretrained(tiny_encoders["hubert"]).state_dict()
     for name, value in pretrained.items():  # frozen: the encoder is the checkpoint's own
         torch.testing.assert_close(state["state_dict"][f"frontend.encoder.{name}"], value)
-    train_cli(args, tmp_path / "second")
-    assert "Computing" not in (tmp_path / "second" / "train.log").read_text()
-    assert json.loads((tmp_path / "second" / "results.json").read_text())["model"] == "hf"
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        assert train_here(args, tmp_path / "second")["model"] == "hf"
+    assert "Computing" not in caplog.text and "computed once, read by the loaders" in caplog.text
 
 
-def test_a_quick_check_encodes_only_the_clips_it_touches(train_cli, tiny_encoders, tmp_path):
+def test_a_quick_check_encodes_only_the_clips_it_touches(cache_dir, tiny_encoders, tmp_path, caplog):
     """fast_dev_run or limit_*_batches with a frozen encoder: no pass of the encoder over the
     whole corpus first (on MSP-Podcast with WavLM-large that would be hours; a real Whisper
     tiny.en on the built-in corpus had not reached its one batch after 15 minutes); the batches
     it touches are encoded as they come, and a later full run builds the whole cache. (The tiny
-    wav2vec 2.0: the tiny Whisper's 30-second windows made this the suite's slowest test.)"""
+    wav2vec 2.0: the tiny Whisper's 30-second windows made this the suite's slowest test.)
+    In-process (``train_here``): train.py's own run(), without an interpreter start per run."""
     args = [*SMALL, "experiment=emobox_probe", f"features.name={tiny_encoders['wav2vec2']}", "logger=csv",
             f"data.cache_dir={tmp_path / 'cache'}"]
     for name, quick in (("fdr", "++trainer.fast_dev_run=true"), ("limit", "debug=limit")):
-        train_cli([*args, quick], tmp_path / name)
-        log = next((tmp_path / name).glob("*.log")).read_text()  # train.log, or debug.log (debug=limit)
-        assert "computed per batch for the clips it touches" in log and "Computing" not in log, name
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            results = train_here([*args, quick], tmp_path / name)
+        assert "computed per batch for the clips it touches" in caplog.text and "Computing" not in caplog.text, name
         assert not (tmp_path / "cache" / "features").exists()
-        assert json.loads((tmp_path / name / "results.json").read_text())["n_test"] > 0
-    train_cli([*args, "trainer.max_epochs=1"], tmp_path / "full")
+        assert results["n_test"] > 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        train_here([*args, "trainer.max_epochs=1"], tmp_path / "full")
+    assert "Computing" in caplog.text  # the full run builds the cache, as the log says
     assert len(list((tmp_path / "cache" / "features").glob("*.json"))) == 1
 
 
