@@ -17,6 +17,7 @@ from ser.errors import ConfigError, not_one_of
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
+SPLIT_FILE = "split.csv"  # a run's clips and their splits, beside its results.json (train.py writes it)
 METHODS = ("speaker", "random", "kfold", "file", "protocol")  # data.split ("protocol": the corpus's published one)
 MIN_VAL_SPEAKERS = 3
 UNUSED = "unused"  # a clip a split file does not list: in no split

@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ser.data.splits import SPLIT_FILE
 from ser.errors import UserError
 from ser.evidence import results as results_file
 from ser.metrics import paired_speaker_bootstrap
 from ser.tasks import build_task
 
-SPLIT_FILE = "split.csv"
 WEIGHTINGS = ("mean", "validation")
 
 

@@ -22,6 +22,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
+from ser.data.splits import SPLIT_FILE
 from ser.errors import ConfigError, UserError
 from ser.evidence import results as results_file
 from ser.evidence.plots import save_attribute_scatter, save_confusion_matrix
@@ -79,7 +80,7 @@ def run(cfg: DictConfig) -> dict:
             datamodule.prepare_data()
             datamodule.setup("test")
         if trainer.global_rank == 0:
-            datamodule.write_split_csv(out / "split.csv")
+            datamodule.write_split_csv(out / SPLIT_FILE)
 
         results = fit_summary(trainer, model.task.headline)  # read before testing resets the trainer's metrics
         if cfg.get("test", True):
