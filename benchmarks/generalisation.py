@@ -49,8 +49,11 @@ RECIPES = {
     "cnn_gru": ["model=cnn_gru"],  # the CNN-GRU as the default recipe now tests it (its last epoch)
     "cnn": ["model=cnn"],
     # The CNN-GRU as above, its training clips through random rooms, microphones and noise
-    # (augment=channel, its defaults): their log-mel computed every step.
+    # (augment=channel, its defaults): their log-mel computed every step, each changed clip
+    # standardised as if its channel's level were in its speaker's statistics; and without that
+    # (the change reaching the network whole).
     "cnn_gru_channel": ["model=cnn_gru", "augment=channel"],
+    "cnn_gru_channel_whole": ["model=cnn_gru", "augment=channel", "augment.channel.keep_clean_level=false"],
     "cnn_gru_best": CNN_GRU,
     "utterance_norm": [*CNN_GRU, "features.normalize=utterance"],
     "freq_warp": [*CNN_GRU, "augment.freq_warp=0.1"],  # VTLP
@@ -77,10 +80,11 @@ RECIPES = {
 # Late fusion (ser-fuse) of two recipes' runs of the same fold: the mean of their probabilities.
 # The default eGeMAPS MLP sees prosody as functionals, the CNN-GRU the log-mel's frames.
 FUSIONS = {"fusion_default_cnn_gru": ("default", "cnn_gru"),
-           "fusion_default_cnn_gru_channel": ("default", "cnn_gru_channel")}
+           "fusion_default_cnn_gru_channel": ("default", "cnn_gru_channel"),
+           "fusion_default_cnn_gru_channel_whole": ("default", "cnn_gru_channel_whole")}
 # A recipe -> the recipe it is one change from: its fold's test UAR minus that one's, paired
 # over the fold's test speakers (the same split: every recipe splits alike).
-VERSUS = {"cnn_gru_channel": "cnn_gru"}
+VERSUS = {"cnn_gru_channel": "cnn_gru", "cnn_gru_channel_whole": "cnn_gru"}
 QUIET = ["logger=csv", "callbacks.progress_bar=null", "callbacks.model_summary=null", "++trainer.enable_progress_bar=false"]
 
 

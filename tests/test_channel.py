@@ -242,3 +242,29 @@ def test_a_channel_run_trains_on_changed_waveforms_and_tests_on_the_cache(cache_
         results = train_here(["model=cnn_gru", "augment=channel", "debug=fdr", "logger=csv", *SMALL], tmp_path)
     assert "Training clips are read as waveforms" in caplog.text
     assert 0 <= results["test/uar"] <= 1
+
+
+@pytest.mark.parametrize("keep", [True, False])
+def test_a_per_speaker_model_keeps_a_changed_clips_clean_level_as_its_speakers_statistics_would(
+        compose_cfg, monkeypatch, keep):
+    """A channel that only scales every clip (a level all of a speaker's clips would share) is
+    removed by the speaker's statistics at test time: with keep_clean_level the network reads
+    the clean clip's features; without, the change reaches it whole."""
+    from hydra.utils import instantiate
+
+    from ser.frontends.normalize import SpeakerStatistics
+
+    module = instantiate(compose_cfg(["model=cnn_gru", "augment=channel", f"augment.channel.keep_clean_level={keep}"]).model)
+    monkeypatch.setattr(module.augment.channel, "forward", lambda waves, lengths, rate: 2 * waves)
+    waves, lengths = speech_like([RATE, RATE // 2])
+    waves = (waves + 0.05 * torch.randn(waves.shape, generator=torch.Generator().manual_seed(0))) * (waves != 0)
+    bands = module.frontend.n_mels  # (every band well above the log floor: a level shift is exact there)
+    statistics = SpeakerStatistics(torch.randn(2, 1, bands, dtype=torch.float64), 1 + torch.rand(2, 1, bands, dtype=torch.float64))
+    changed, moved = module._through_channel(waves, lengths, statistics)
+    clean_features, frames = module.frontend(waves, lengths, statistics=statistics)
+    changed_features, _ = module.frontend(changed, lengths, statistics=moved)
+    if keep:
+        torch.testing.assert_close(changed_features, clean_features, rtol=1e-4, atol=1e-3)
+    else:  # 4x the power: log(4) more in every band, over the speaker's std
+        shift = math.log(4) / statistics.std.float()[:, 0, :, None]
+        torch.testing.assert_close(changed_features[0], clean_features[0] + shift[0], rtol=1e-4, atol=1e-3)

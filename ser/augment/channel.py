@@ -136,8 +136,12 @@ class ChannelAugment(nn.Module):
     effect reaches a clip with its own probability ``p``. No parameters, no buffers: a model's
     checkpoint is the same with it or without."""
 
-    def __init__(self, room: dict | None = None, microphone: dict | None = None, noise: dict | None = None):
+    def __init__(self, room: dict | None = None, microphone: dict | None = None, noise: dict | None = None,
+                 keep_clean_level: bool = True):
+        """``keep_clean_level``: a model normalising per speaker standardises a changed clip as if
+        the channel's mean change per band were in its speaker's statistics (``SERModule._through_channel``)."""
         super().__init__()
+        self.keep_clean_level = keep_clean_level
         self.room, self.microphone, self.noise = Room(**(room or {})), Microphone(**(microphone or {})), Noise(**(noise or {}))
         self.rooms = AudioFolder(self.room.folder, "room") if self.room.folder else None
         self.noises = AudioFolder(self.noise.folder, "noise") if self.noise.folder else None

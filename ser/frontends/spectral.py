@@ -120,6 +120,16 @@ class FeatureFrontend(nn.Module):
             waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
         return torch.log(self.mel_power(waves) + LOG_FLOOR), self.frame_lengths(lengths)
 
+    def level_change(self, changed: torch.Tensor, clean: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``[B, n_mels]``: how far each band's mean log-mel over a clip's real frames moved from
+        the ``clean`` waveforms to the ``changed`` ones (channel augmentation; see
+        ``SERModule._through_channel``). No gradient: it only moves statistics."""
+        with torch.no_grad(), torch.autocast(changed.device.type, enabled=False):
+            moved, frames = self.log_mel(changed.float(), lengths)
+            before, _ = self.log_mel(clean.float(), lengths)
+            real = real_frames(frames, moved.shape[-1])[:, None, :]
+            return masked_moments(moved - before, real, dims=(2,))[0][..., 0]
+
     def mel_power(self, waves: torch.Tensor) -> torch.Tensor:
         """waves[B, T] -> the mel-weighted power of each frame's windowed DFT, ``[B, n_mels, frames]``."""
         if self.matmul_mel is not None:
