@@ -151,11 +151,6 @@ class ChannelAugment(nn.Module):
             waves = waves.float()
             return self.apply(waves, lengths, self.draw(waves, lengths, sample_rate))
 
-    def describe(self) -> str:
-        return (f"rooms p={self.room.p} ({'from ' + str(self.room.folder) if self.rooms else f'RT60 {self.room.rt60} s'}), "
-                f"microphones p={self.microphone.p}, noise p={self.noise.p} at SNR {self.noise.snr_db} dB"
-                + (f" from {self.noise.folder}" if self.noises else ""))
-
     # -- the draw --------------------------------------------------------------------------
     def draw(self, waves: torch.Tensor, lengths: torch.Tensor, sample_rate: int) -> Draw:
         batch, device = len(waves), waves.device
