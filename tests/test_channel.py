@@ -206,13 +206,21 @@ def test_training_waveforms_of_a_per_speaker_model_give_the_cached_features_when
     module, datamodule = channel_data
     train = datamodule.datasets["train"]
     assert module.augments_waveforms
-    picked = [0, 1, len(train) // 2, len(train) - 1]
-    waves, lengths, labels, mean, std = pad_batch([train[i] for i in picked])
-    assert waves.dim() == 2 and mean.shape == std.shape == (len(picked), module.frontend.n_mels)
-    feats, frames = module.frontend(waves, lengths, statistics=SpeakerStatistics(mean[:, None], std[:, None]))
-    for row, i in enumerate(picked):  # the log-mel of the waveform, by its speaker: the cache's rows
-        expected = torch.from_numpy(datamodule.normalised.read(train.paths[i])).T
-        torch.testing.assert_close(feats[row, :, : int(frames[row])], expected, rtol=1e-4, atol=1e-4)
+
+    # Any batch of the split's clips, in any order, of any mix of lengths: each row's log-mel,
+    # standardised by its speaker's statistics, is the cache's row.
+    @quick
+    @given(st.lists(st.integers(0, len(train) - 1), min_size=1, max_size=8))
+    def the_cache_of_each_row(picked):
+        waves, lengths, _, mean, std = pad_batch([train[i] for i in picked])
+        assert waves.dim() == 2 and mean.shape == std.shape == (len(picked), module.frontend.n_mels)
+        feats, frames = module.frontend(waves, lengths, statistics=SpeakerStatistics(mean[:, None], std[:, None]))
+        for row, i in enumerate(picked):
+            expected = torch.from_numpy(datamodule.normalised.read(train.paths[i])).T
+            torch.testing.assert_close(feats[row, :, : int(frames[row])], expected, rtol=1e-4, atol=1e-4)
+
+    the_cache_of_each_row()
+    waves, lengths, labels, mean, std = pad_batch([train[i] for i in (0, len(train) - 1)])
     # The loader serves the same, and validation and test read the cache, unchanged.
     assert [t.dim() for t in next(iter(datamodule.train_dataloader()))] == [2, 1, 1, 2, 2]
     assert next(iter(datamodule.val_dataloader()))[0].dim() == 3
