@@ -69,7 +69,23 @@ def test_spec_augment_masks_short_clips_in_a_long_batch_as_often_as_long_ones():
     assert abs(hit[0::2].mean() - expected) < 0.03 and abs(hit[1::2].mean() - expected) < 0.03
     widths = masked.sum(dim=1).float()
     assert abs(widths[1::2][widths[1::2] > 0].mean() - 18) < 1.0  # uniform in 1..35
-    assert widths[0::2].max() == 12  # a span never leaves the clip
+    assert widths[0::2].max() == 11  # a span never leaves the clip, nor covers all of it
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(1, 80), min_size=1, max_size=12), st.integers(1, 90), st.integers(0, 40),
+       st.integers(0, 40), st.integers(1, 3))
+def test_spec_augment_never_masks_all_of_a_clips_frames_or_bins(frames, bins, time_mask, freq_mask, masks):
+    """Whatever the clips' lengths, the features' height and the mask widths: every clip keeps a
+    real frame and a bin unmasked; a clip of one frame (eGeMAPS functionals) keeps its frame."""
+    aug = Augment(freq_mask=freq_mask, time_mask=time_mask, num_masks=masks, p=1.0)
+    frames = torch.tensor(frames)
+    out, _ = aug.features(torch.ones(len(frames), bins, int(frames.max())), frames)
+    for clip, n in zip(out, frames.tolist()):
+        real = clip[:, :n]
+        assert (real != 0).any(dim=0).sum() >= 1 and (real != 0).any(dim=1).sum() >= 1
+        if n == 1:
+            assert (real != 0).any()
 
 
 def test_spec_augment_with_p_zero_only_zeroes_padding():

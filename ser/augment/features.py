@@ -35,8 +35,9 @@ class Augment(nn.Module):
 
     SpecAugment sets ``num_masks`` frequency bands and ``num_masks`` time spans of each clip
     to zero (the mean of normalised features), each applied with probability ``p``; a band is
-    up to ``freq_mask`` bins wide, a span up to ``time_mask`` frames and always inside the
-    clip's real frames (a short clip in a long batch is masked as often as a long one). All
+    up to ``freq_mask`` bins wide, a span up to ``time_mask`` frames, always inside the
+    clip's real frames and never all of them (a short clip in a long batch is masked as often as a
+    long one). All
     masks of a batch come from one random draw and one broadcast comparison: a few kernels
     per step instead of a few per mask, which matters when the GPU waits on the host.
     """
@@ -107,10 +108,16 @@ class Augment(nn.Module):
 
     def _spans(self, extent: torch.Tensor, max_width: int, size: int) -> torch.Tensor:
         """[B, size] bool, true on ``num_masks`` random spans per row inside ``[0, extent)``:
-        width uniform in 0..max_width (at most the extent), start uniform where it fits."""
+        width uniform in 0..max_width (short of the extent), start uniform where it fits.
+
+        The spans never cover a row's whole extent (each is at most ``(extent - 1) / num_masks``
+        wide): a clip with every frame masked is a training example of nothing but zeros under an
+        emotion's label, and a model reading one frame per clip (eGeMAPS functionals) would lose
+        a quarter of its clips to the time mask."""
         width_u, start_u, apply_u = torch.rand(3, len(extent), self.num_masks, 1, device=extent.device)
         extent = extent.to(width_u.dtype)[:, None, None]
-        width = torch.minimum((width_u * (max_width + 1)).floor(), extent) * (apply_u < self.p)
+        widest = ((extent - 1) / self.num_masks).floor().clamp(min=0)  # all spans together leave a row
+        width = torch.minimum((width_u * (max_width + 1)).floor(), widest) * (apply_u < self.p)
         start = (start_u * (extent - width + 1)).floor()
         position = torch.arange(size, device=extent.device)
         return ((position >= start) & (position < start + width)).any(dim=1)
