@@ -160,25 +160,26 @@ class SERModule(L.LightningModule):
 
     def _train_features(self, inputs, lengths, statistics=None):
         if self.augments_waveforms and inputs.dim() == 2:
-            inputs, statistics = self._through_channel(inputs, lengths, statistics)
+            inputs, lengths, statistics = self._through_channel(inputs, lengths, statistics)
         gain_db = self.augment.random_gain(len(inputs), inputs.device)
         feats, frames = self.frontend(inputs, lengths, gain_db, statistics=statistics)
         return self.augment.features(feats, frames)
 
     def _through_channel(self, waves, lengths, statistics):
-        """Waveforms through the channel augmentation, and the speaker statistics to normalise
-        them by. With ``keep_clean_level`` (and a front end that says its change of level) a
-        changed clip is standardised by its speaker's statistics shifted by what the channel
-        added to its mean per band: at test time a room or microphone that all of a speaker's
-        clips share is in that speaker's statistics and removed with them, so training keeps
-        what normalisation cannot remove (reverberation's smear, noise in the gaps), not a
-        level no test clip will have."""
+        """Waveforms through the channel augmentation: what the front end is then handed, its
+        lengths and the speaker statistics to normalise it by. With ``keep_clean_level`` (and a
+        front end that says its change of level) a changed clip is standardised by its speaker's
+        statistics shifted by what the channel added to its mean per band: at test time a room
+        or microphone that all of a speaker's clips share is in that speaker's statistics and
+        removed with them, so training keeps what normalisation cannot remove (reverberation's
+        smear, noise in the gaps), not a level no test clip will have. The front end is then
+        handed the changed log-mel it computed for that, as the cache would hand it."""
         changed = self.augment.channel(waves, lengths, self.sample_rate)
-        level_change = getattr(self.frontend, "level_change", None)
-        if statistics is not None and self.augment.channel.keep_clean_level and level_change is not None:
-            shift = level_change(changed, waves, lengths)[:, None, :]
-            statistics = SpeakerStatistics(statistics.mean + shift, statistics.std)
-        return changed, statistics
+        changed_log_mel = getattr(self.frontend, "changed_log_mel", None)
+        if statistics is not None and self.augment.channel.keep_clean_level and changed_log_mel is not None:
+            mel, frames, shift = changed_log_mel(changed, waves, lengths)
+            return mel, frames, SpeakerStatistics(statistics.mean + shift[:, None, :], statistics.std)
+        return changed, lengths, statistics
 
     def _train_logits(self, inputs, lengths, statistics=None):
         return self.net(*self._train_features(inputs, lengths, statistics))

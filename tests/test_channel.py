@@ -268,9 +268,10 @@ def test_a_per_speaker_model_keeps_a_changed_clips_clean_level_as_its_speakers_s
     waves = (waves + 0.05 * torch.randn(waves.shape, generator=torch.Generator().manual_seed(0))) * (waves != 0)
     bands = module.frontend.n_mels  # (every band well above the log floor: a level shift is exact there)
     statistics = SpeakerStatistics(torch.randn(2, 1, bands, dtype=torch.float64), 1 + torch.rand(2, 1, bands, dtype=torch.float64))
-    changed, moved = module._through_channel(waves, lengths, statistics)
+    changed, counts, moved = module._through_channel(waves, lengths, statistics)
+    assert changed.dim() == (3 if keep else 2)  # kept: the changed log-mel, computed once
     clean_features, frames = module.frontend(waves, lengths, statistics=statistics)
-    changed_features, _ = module.frontend(changed, lengths, statistics=moved)
+    changed_features, _ = module.frontend(changed, counts, statistics=moved)
     if keep:
         torch.testing.assert_close(changed_features, clean_features, rtol=1e-4, atol=1e-3)
     else:  # 4x the power: log(4) more in every band, over the speaker's std

@@ -120,15 +120,18 @@ class FeatureFrontend(nn.Module):
             waves = nn.functional.pad(waves, (0, self.n_fft - waves.shape[-1]))
         return torch.log(self.mel_power(waves) + LOG_FLOOR), self.frame_lengths(lengths)
 
-    def level_change(self, changed: torch.Tensor, clean: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``[B, n_mels]``: how far each band's mean log-mel over a clip's real frames moved from
-        the ``clean`` waveforms to the ``changed`` ones (channel augmentation; see
-        ``SERModule._through_channel``). No gradient: it only moves statistics."""
-        with torch.no_grad(), torch.autocast(changed.device.type, enabled=False):
+    def changed_log_mel(self, changed: torch.Tensor, clean: torch.Tensor, lengths: torch.Tensor):
+        """The log-mel of the ``changed`` waveforms (channel augmentation), ``[B, n_mels, frames]``,
+        its frame counts, and ``[B, n_mels]``: how far each band's mean over a clip's real frames
+        moved from the ``clean`` waveforms' (see ``SERModule._through_channel``). The log-mel is
+        handed on, so a step computes it once; the shift has no gradient: it only moves statistics."""
+        with torch.autocast(changed.device.type, enabled=False):
             moved, frames = self.log_mel(changed.float(), lengths)
-            before, _ = self.log_mel(clean.float(), lengths)
-            real = real_frames(frames, moved.shape[-1])[:, None, :]
-            return masked_moments(moved - before, real, dims=(2,))[0][..., 0]
+            with torch.no_grad():
+                before, _ = self.log_mel(clean.float(), lengths)
+                real = real_frames(frames, moved.shape[-1])[:, None, :]
+                shift = masked_moments(moved - before, real, dims=(2,))[0][..., 0]
+        return moved, frames, shift
 
     def mel_power(self, waves: torch.Tensor) -> torch.Tensor:
         """waves[B, T] -> the mel-weighted power of each frame's windowed DFT, ``[B, n_mels, frames]``."""
