@@ -135,9 +135,12 @@ def _scored_files(model: Model, files: list[Path], batch_size: int, chunk_batche
     chunks = _windowed_chunks(files, rate, size, batch_size * chunk_batches, model.min_samples, skipped)
     statistics = None
     if model.per_speaker:
-        chunks = [[entry for chunk in chunks for entry in chunk]]
-        stages = _stage_outputs(model, [piece for _, _, pieces in chunks[0] for piece in pieces], batch_size)
-        statistics = _speaker_statistics(model, chunks[0], stages, batch_size, speaker_files, size, skipped)
+        entries, stages = [], []
+        for chunk in chunks:  # the next chunk is decoded while this one's stage outputs are computed
+            entries += chunk
+            stages += _stage_outputs(model, [piece for _, _, pieces in chunk for piece in pieces], batch_size)
+        chunks = [entries]
+        statistics = _speaker_statistics(model, entries, stages, batch_size, speaker_files, size, skipped)
     for chunk in chunks:
         pieces = [piece for _, _, pieces_of in chunk for piece in pieces_of]
         if model.reads == "stage":
