@@ -36,10 +36,9 @@ class Augment(nn.Module):
     SpecAugment sets ``num_masks`` frequency bands and ``num_masks`` time spans of each clip
     to zero (the mean of normalised features), each applied with probability ``p``; a band is
     up to ``freq_mask`` bins wide, a span up to ``time_mask`` frames, always inside the
-    clip's real frames and never all of them (a short clip in a long batch is masked as often as a
-    long one). All
-    masks of a batch come from one random draw and one broadcast comparison: a few kernels
-    per step instead of a few per mask, which matters when the GPU waits on the host.
+    clip's real frames and never all of them (a short clip in a long batch is masked as often as
+    a long one). All masks of a batch come from one random draw and one broadcast comparison: a
+    few kernels per step instead of a few per mask, which matters when the GPU waits on the host.
     """
 
     def __init__(self, gain_db: float = 6.0, freq_mask: int = 15, time_mask: int = 35,

@@ -113,7 +113,8 @@ class ExportedModel:
         options.log_severity_level = 3  # errors only: its optimiser's notes are not the user's business
         # Its threads would otherwise spin-wait after every call: a per-speaker model's two
         # sessions (features, network) then take the cores from each other, and so do the file
-        # decoding threads (benchmarks/export.py: CNN-GRU 0.87x the checkpoint spinning, 1.11x not).
+        # decoding threads (ser-predict's predict(), CNN-GRU on 2 cores: 305 clips/s spinning,
+        # 391 not; benchmarks/README.md, "export").
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
