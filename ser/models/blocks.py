@@ -58,7 +58,10 @@ class ConvStack(nn.Module):
         for k, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             x = conv(x)
             if k == 1 and self.shortcut is not None:
-                x = x + self.shortcut(inputs)[..., : x.shape[-2], : x.shape[-1]]
+                # The 1x1 stride-2 conv reads only even rows and columns: cropping its input to
+                # twice this map's size gives this map's size, with no slice of its output
+                # (which kept onnxruntime's blocked layout from running the sum in place).
+                x = x + self.shortcut(inputs[..., : 2 * x.shape[-2], : 2 * x.shape[-1]])
             # ReLU after the max-pool: the same values and gradients (ReLU is monotonic), on
             # a quarter of the map; it was 13% of a CNN-GRU training step before the pool.
             x = torch.relu(self.pool(x))
