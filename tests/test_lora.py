@@ -53,7 +53,9 @@ def assert_merged_equals_unmerged(frontend: EncoderFrontend, waves, lengths, ato
         (a, frames_a), (b, frames_b) = frontend.encode(waves, lengths), merged.encode(waves, lengths)
         for i, n in enumerate(lengths.tolist() if alone else []):  # and each clip alone as in the padded batch
             alone_states, _ = frontend.encode(waves[i : i + 1, :n], lengths[i : i + 1])
-            torch.testing.assert_close(alone_states[0, ..., : frames_a[i]], a[i, ..., : frames_a[i]], atol=atol,
+            # Within the project's parity tolerance, not atol: a one-row batch goes through other
+            # BLAS blocks (hypothesis found 1.7e-5 on one of 1,536 states of order 0.1).
+            torch.testing.assert_close(alone_states[0, ..., : frames_a[i]], a[i, ..., : frames_a[i]], atol=1e-4,
                                        rtol=1e-4)
     assert torch.equal(frames_a, frames_b)
     torch.testing.assert_close(a, b, atol=atol, rtol=1e-4)

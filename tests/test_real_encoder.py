@@ -23,7 +23,9 @@ SENTENCE = "The weather is nice today and I am going to the park."
 def spoken(tmp_path_factory) -> torch.Tensor:
     """eSpeak NG saying SENTENCE (22,050 Hz), read as the data side reads a clip (16 kHz)."""
     path = tmp_path_factory.mktemp("speech") / "park.wav"
-    subprocess.run([shutil.which("espeak-ng"), "-v", "en-us", "-s", "140", "-w", str(path), SENTENCE], check=True)
+    espeak = shutil.which("espeak-ng")
+    assert espeak, "the real-encoder tests need eSpeak NG's speech (Debian: apt-get install espeak-ng; .ci/run installs it)"
+    subprocess.run([espeak, "-v", "en-us", "-s", "140", "-w", str(path), SENTENCE], check=True)
     return torch.from_numpy(load_mono(path, 16000))
 
 
