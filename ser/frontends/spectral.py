@@ -228,7 +228,7 @@ class MatmulMelPower(nn.Module):
         first = self.first @ framed.reshape(self.n2, self.n1, frames * batch)  # [n2, (re, im) x half, F * B]
         first = first.reshape(self.n2, 2, self.half, -1).permute(2, 1, 0, 3).reshape(self.half, 2 * self.n2, -1)
         squared = (self.second @ first).square()  # [half, 4 k2, F * B]
-        power = squared[:, : 2 * self.k2] + squared[:, 2 * self.k2 :]  # [half, (row, mirror) x k2, F * B]
+        power = squared.reshape(self.half, 2, 2 * self.k2, -1).sum(1)  # [half, (row, mirror) x k2, F * B]
         mel = self.mel @ power.reshape(-1, frames * batch)
         return mel.reshape(-1, frames, batch).permute(2, 0, 1)
 
