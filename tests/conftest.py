@@ -17,10 +17,10 @@ if workers := int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0")):
 
 import numpy as np
 import pytest
-from hypothesis import settings
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hypothesis import settings
 from omegaconf import open_dict
 
 import ser  # noqa: F401 - registers ${ser.unique:}, which the run folder names use

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny_encoders import ENCODER_FAMILIES
+from torch import nn
 
 from conftest import CONF, choice
 
