@@ -16,6 +16,16 @@ def real_frames(lengths: torch.Tensor, size: int) -> torch.Tensor:
     return torch.arange(size, device=lengths.device)[None, :] < lengths[:, None]
 
 
+def frame_mask(lengths: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``[B, 1, ..., T]`` bool for a map ``x[B, C, ..., T]``, true on each row's real frames,
+    alike for every channel. Spelt out along every axis but the channels (an expanded view in
+    torch, no copy): onnxruntime runs a Mul or Where by it 2-6x faster than by a
+    ``[B, 1, ..., 1, T]`` mask, whose broadcast it walks a few frames at a time
+    (benchmarks/README.md, "export")."""
+    mask = real_frames(lengths, x.shape[-1]).view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1])
+    return mask.expand(x.shape[0], 1, *x.shape[2:])
+
+
 def padding(lengths: torch.Tensor, size: int) -> torch.Tensor:
     """``[B, size]`` bool, true on padded positions (``nn.MultiheadAttention``'s key padding mask)."""
     return ~real_frames(lengths, size)
@@ -64,5 +74,4 @@ def masked_mean(x: torch.Tensor, lengths: torch.Tensor, dim: int = -1) -> torch.
 def masked_max(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Max of ``x[B, C, ..., T]`` over its real frames (last axis) and every axis after the
     channel axis: ``[B, C, F, T] -> [B, C]``."""
-    mask = real_frames(lengths, x.shape[-1]).view(x.shape[0], *[1] * (x.dim() - 2), x.shape[-1])
-    return x.masked_fill(~mask, float("-inf")).flatten(2).max(dim=-1).values
+    return x.masked_fill(~frame_mask(lengths, x), float("-inf")).flatten(2).max(dim=-1).values

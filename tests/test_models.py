@@ -137,3 +137,25 @@ def test_conv_stack_pools_before_relu_with_the_seeds_values_and_gradients(freqs,
     torch.testing.assert_close(ours, reference)
     for g, r in zip(grads, torch.autograd.grad(reference.square().sum(), list(stack.parameters()))):
         torch.testing.assert_close(g, r)
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.data())
+def test_frame_mask_spells_out_the_real_frames_and_masked_max_reads_only_them(data):
+    """The mask every padded map is multiplied by (and masked_max fills by), for maps of any rank
+    and size: [B, 1, ..., T], true exactly on each clip's frames; the max over them is the clip's
+    own, whatever the padding holds."""
+    from ser.ops import frame_mask, masked_max
+
+    dims = data.draw(st.lists(st.integers(1, 5), min_size=0, max_size=2))
+    frames = data.draw(st.integers(1, 12))
+    lengths = torch.tensor(data.draw(st.lists(st.integers(1, frames), min_size=1, max_size=4)))
+    x = torch.randn(len(lengths), data.draw(st.integers(1, 3)), *dims, frames)
+    mask = frame_mask(lengths, x)
+    assert mask.dtype == torch.bool and mask.shape == (len(lengths), 1, *dims, frames)
+    for row, n in zip(mask, lengths.tolist()):
+        assert row[..., :n].all() and not row[..., n:].any()
+    padded = x.clone()
+    padded[~mask.expand_as(x)] = 1e9  # what the padding holds must not matter
+    for row, clip, n in zip(masked_max(padded, lengths), x, lengths.tolist()):
+        torch.testing.assert_close(row, clip[..., :n].flatten(1).max(-1).values)

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ser.errors import ConfigError, not_one_of
-from ser.ops import frames_after, real_frames
+from ser.ops import frame_mask, frames_after
 
 
 class ConvStack(nn.Module):
@@ -66,7 +66,7 @@ class ConvStack(nn.Module):
             # a quarter of the map; it was 13% of a CNN-GRU training step before the pool.
             x = torch.relu(self.pool(x))
             lengths = frames_after(lengths, kernel=2, stride=2)
-            x = norm(x) * real_frames(lengths, x.shape[-1])[:, None, None, :].to(x.dtype)
+            x = norm(x) * frame_mask(lengths, x).to(x.dtype)
         return x, lengths
 
 

@@ -12,7 +12,7 @@ import torch
 import torchvision
 from torch import nn
 
-from ser.ops import frames_after, masked_mean, real_frames
+from ser.ops import frame_mask, frames_after, masked_mean
 
 
 class ResNet18(nn.Module):
@@ -47,7 +47,7 @@ class ResNet18(nn.Module):
             return output
         stride = self._strides[module]
         valid = frames_after(self._lengths, kernel=1, stride=stride)  # ceil(n / stride): padded convs
-        return output * real_frames(valid, output.shape[-1])[:, None, None, :].to(output.dtype)
+        return output * frame_mask(valid, output).to(output.dtype)
 
     def _features(self, x):
         n = self.net
