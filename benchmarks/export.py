@@ -12,6 +12,11 @@ last sample to that window's JSON line (the median over the windows).
 
     python benchmarks/export.py                       # 48 clips of ~2.5 s per front end
     python benchmarks/export.py --models "log-mel, CNN-GRU (per speaker)" --clips 96
+    python benchmarks/export.py --parts               # and where predict()'s time goes
+
+``--parts`` adds a second table: predict()'s parts timed alone on the same batches, a and b in turn
+(decoding the files, which both share; the frozen stage a per-speaker model computes first, the log-mel
+or functionals; the readout, which for a per-utterance model includes its front end).
 
 Prints clips/s and real-time factor (seconds of compute per second of audio) of a and b (each
 one's fastest round), b's speed over a's (the median over rounds of a's time over b's in the same
@@ -39,6 +44,7 @@ from hydra.utils import instantiate
 
 from common import REPO, compose, machine, paired_ratio, save_checkpoint, timed_side_by_side
 
+BATCH = 16  # ser-predict's default batch
 FRONT_ENDS = {  # row -> overrides; each front end with its default normalisation
     "log-mel, CNN-GRU (per speaker)": ["model=cnn_gru"],
     "log-mel, CNN (per utterance)": ["model=cnn", "features.normalize=utterance"],
@@ -118,11 +124,41 @@ def stream_delay(model, wave: np.ndarray, window_seconds: float = 10.0) -> float
     return statistics.median(delays)
 
 
+def parts(ways: dict, files: list[Path], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each round's call of each part of predict() (see ``--parts``), by predict()'s own
+    batching: decoding, and each way's stage (where it computes one) and readout."""
+    from ser.data.audio import load_mono
+    from ser.frontends.normalize import SpeakerStatistics
+    from ser.serving.predict import _readouts, _stage_outputs
+
+    rate = next(iter(ways.values())).sample_rate
+    waves = [load_mono(f, rate) for f in files]  # one window each: the clips are shorter than a window
+    calls = {"decode": lambda: [load_mono(f, rate) for f in files]}
+    for name, model in ways.items():
+        inputs, statistics = waves, None
+        if model.reads == "stage":
+            inputs = _stage_outputs(model, waves, BATCH)
+            calls[f"{name} stage"] = lambda m=model: _stage_outputs(m, waves, BATCH)
+        if model.per_speaker:
+            statistics = SpeakerStatistics.of(rows.T for rows in inputs)
+        calls[f"{name} readout"] = lambda m=model, x=inputs, s=statistics: _readouts(m, x, BATCH, s)
+    return timed_side_by_side(calls, repeats)
+
+
+def parts_row(row: str, rounds: dict[str, list[float]]) -> str:
+    ms = {name: f"{1000 * min(times):.0f}" for name, times in rounds.items()}
+    stage = (f"{ms['a stage']} / {ms['b stage']} | {paired_ratio(rounds['a stage'], rounds['b stage']):.2f}"
+             if "a stage" in rounds else "- | -")
+    return (f"| {row} | {ms['decode']} | {stage} | {ms['a readout']} / {ms['b readout']} | "
+            f"{paired_ratio(rounds['a readout'], rounds['b readout']):.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", nargs="+", default=list(FRONT_ENDS), choices=list(FRONT_ENDS), metavar="ROW")
     parser.add_argument("--clips", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--parts", action="store_true", help="also time predict()'s parts alone (a second table)")
     args = parser.parse_args()
     from ser.frontends.normalize import SpeakerStatistics
     from ser.serving.export import export_module
@@ -136,6 +172,7 @@ def main() -> None:
     print("| front end | a. checkpoint, torch: clips/s (RTF) | b. export, onnxruntime: clips/s (RTF) | "
           "b / a | export s | cold start a / b, s | stream delay a / b, ms |")
     print("|---|---:|---:|---:|---:|---:|---:|")
+    split = []
     for row in args.models:
         family = "wav2vec2" if "wav2vec" in row else "whisper" if "Whisper" in row else None
         overrides = FRONT_ENDS[row] + ([f"features.name={encoder_folder(root, family)}"] if family else [])
@@ -157,6 +194,12 @@ def main() -> None:
         delay = [1000 * stream_delay(ways[k], minute) for k in ("a", "b")]
         print(f"| {row} | {cells[0]} | {cells[1]} | {paired_ratio(rounds['a'], rounds['b']):.2f} | {export_seconds:.0f} | "
               f"{cold[0]:.1f} / {cold[1]:.1f} | {delay[0]:.0f} / {delay[1]:.0f} |", flush=True)
+        if args.parts:
+            split.append(parts_row(row, parts(ways, files, args.repeats)))
+    if split:
+        print(f"\n| front end ({len(files)} clips, ms: fastest round) | decode (both) | stage a / b | b / a | "
+              "readout a / b | b / a |\n|---|---:|---:|---:|---:|---:|")
+        print("\n".join(split))
 
 
 if __name__ == "__main__":
