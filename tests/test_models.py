@@ -140,22 +140,27 @@ def test_conv_stack_pools_before_relu_with_the_seeds_values_and_gradients(freqs,
 
 
 @settings(max_examples=40, deadline=None)
-@given(data=st.data())
-def test_frame_mask_spells_out_the_real_frames_and_masked_max_reads_only_them(data):
+@given(data=st.data(), exporting=st.booleans())
+def test_frame_mask_spells_out_the_real_frames_and_masked_max_reads_only_them(data, exporting):
     """The mask every padded map is multiplied by (and masked_max fills by), for maps of any rank
-    and size: [B, 1, ..., T], true exactly on each clip's frames; the max over them is the clip's
-    own, whatever the padding holds."""
+    and size: true exactly on each clip's frames, [B, 1, ..., 1, T] in torch and [B, 1, ..., T] in
+    an export; the max over the frames is the clip's own, whatever the padding holds."""
+    from unittest import mock
+
     from ser.ops import frame_mask, masked_max
 
     dims = data.draw(st.lists(st.integers(1, 5), min_size=0, max_size=2))
     frames = data.draw(st.integers(1, 12))
     lengths = torch.tensor(data.draw(st.lists(st.integers(1, frames), min_size=1, max_size=4)))
     x = torch.randn(len(lengths), data.draw(st.integers(1, 3)), *dims, frames)
-    mask = frame_mask(lengths, x)
-    assert mask.dtype == torch.bool and mask.shape == (len(lengths), 1, *dims, frames)
+    with mock.patch("torch.compiler.is_exporting", return_value=exporting):
+        mask = frame_mask(lengths, x)
+        padded = x.clone()
+        padded[~mask.expand_as(x)] = 1e9  # what the padding holds must not matter
+        maxima = masked_max(padded, lengths)
+    spelt_out = dims if exporting else [1] * len(dims)
+    assert mask.dtype == torch.bool and mask.shape == (len(lengths), 1, *spelt_out, frames)
     for row, n in zip(mask, lengths.tolist()):
         assert row[..., :n].all() and not row[..., n:].any()
-    padded = x.clone()
-    padded[~mask.expand_as(x)] = 1e9  # what the padding holds must not matter
-    for row, clip, n in zip(masked_max(padded, lengths), x, lengths.tolist()):
+    for row, clip, n in zip(maxima, x, lengths.tolist()):
         torch.testing.assert_close(row, clip[..., :n].flatten(1).max(-1).values)
