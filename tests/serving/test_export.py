@@ -35,6 +35,8 @@ IN_PROCESS = {
     "mfcc-lstm-speaker": ["model=lstm", "features=mfcc"],  # its default: the LSTM reads features.onnx's log-mel
     # The flagship: log-mel per speaker (model.onnx reads features.onnx's log-mel), a bidirectional GRU.
     "logmel-cnn_gru-speaker": ["model=cnn_gru", "features.normalize=speaker"],
+    # ResNet-18's padding masks are laid by forward hooks on torchvision's blocks (ser.ops.frame_mask).
+    "logmel-resnet18-utterance": ["model=resnet18", "features.normalize=utterance"],
     "encoder": ["model=hf"],  # features.name: a tiny random wav2vec 2.0 (GroupNorm over real frames)
     "encoder-emotion2vec": ["model=hf"],  # FunASR's tiny emotion2vec on ser's own implementation
     # A tiny random Whisper: its log-mel in the graph (WhisperLogMel), every state of every frame.
